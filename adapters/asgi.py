@@ -1,0 +1,166 @@
+"""ASGI 3 middleware that gives every HTTP request and WebSocket an id.
+
+Wrap any ASGI application with it: a Starlette or FastAPI app
+(``app.add_middleware(RequestIdMiddleware)``), or Django's
+``get_asgi_application()``. Put it outermost, so that every other middleware,
+and the error pages the framework renders, run inside it and see the id.
+"""
+
+from __future__ import annotations
+
+from adapters._types import ASGIApp, Message, Receive, Scope, Send
+from correlation import Config
+from correlation._config import resolve_request_id
+from correlation._context import bind_request_id, current_binding, unbind
+from correlation._ids import join_header_values
+
+__all__ = ["RequestIdMiddleware"]
+
+# Where the adapter leaves its binding in the scope copy it passes on, so that
+# a second adapter further in can tell a real outer adapter from a binding
+# left over in a context copied from an earlier request (uvicorn issue 2167).
+_SCOPE_KEY = "correlation.binding"
+
+# Messages that open a response and carry its headers. The last one is the
+# WebSocket denial response extension.
+_HEADER_MESSAGES = frozenset(
+    {"http.response.start", "websocket.accept", "websocket.http.response.start"}
+)
+
+
+class RequestIdMiddleware:
+    """Read, check or generate the request id, and bind it for the request.
+
+    For ``http`` and ``websocket`` scopes the middleware:
+
+    - takes the incoming ``config.header_name`` header when it passes the hard
+      floor and ``config.validator``, and generates a new id otherwise;
+    - makes it visible through ``correlation.get_request_id()`` until the
+      application returns, and as ``scope["state"]["request_id"]``
+      (Starlette's ``request.state.request_id``);
+    - passes the application a copy of the scope whose request headers hold
+      exactly one ``header_name`` header with the final id, unless
+      ``config.update_request_header`` is ``False``;
+    - adds the id to the response headers (``http.response.start``,
+      ``websocket.accept`` and the WebSocket denial response), unless the
+      application set that header itself or ``config.response_header`` is
+      ``False``.
+
+    ``lifespan`` and unknown scope types pass through untouched.
+
+    Args:
+        app: The ASGI application to wrap.
+        config: The header configuration; ``None`` means ``Config()``.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, app: ASGIApp, *, config: Config | None = None) -> None:
+        if config is None:
+            config = Config()
+        elif not isinstance(config, Config):
+            raise TypeError(
+                f"config must be a correlation.Config or None, got {config!r}"
+            )
+        self.app = app
+        self.config = config
+        # ASGI header names arrive lowercased from servers; compare lowercased
+        # anyway, since hand-built scopes and some middleware do not.
+        self._name = config.header_name.lower().encode("ascii")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one connection scope; see the class docstring."""
+        scope_type = scope["type"]
+        if scope_type != "http" and scope_type != "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        name = self._name
+        config = self.config
+        found: list[bytes] = []
+        kept: list[tuple[bytes, bytes]] = []
+        for item in scope.get("headers", ()):
+            if item[0].lower() == name:
+                found.append(item[1])
+            else:
+                kept.append(item)
+
+        binding = None
+        outer = current_binding()
+        if (
+            scope.get(_SCOPE_KEY) is outer
+            and outer is not None
+            and outer.request_id is not None
+        ):
+            # Another adapter further out already chose the id for this very
+            # request; agree with it.
+            request_id = outer.request_id
+        else:
+            incoming = None
+            if found:
+                incoming = join_header_values([v.decode("latin-1") for v in found])
+            request_id = resolve_request_id(config, incoming)
+            binding = outer = bind_request_id(request_id)
+
+        try:
+            id_bytes = request_id.encode("ascii")
+            scope = dict(scope)
+            if config.update_request_header:
+                kept.append((name, id_bytes))
+                scope["headers"] = kept
+            state = scope.get("state")
+            if state is None:
+                state = scope["state"] = {}
+            state["request_id"] = request_id
+            scope[_SCOPE_KEY] = outer
+
+            if config.response_header:
+                await self.app(scope, receive, _HeaderSender(send, name, id_bytes))
+            else:
+                await self.app(scope, receive, send)
+        except Exception as exc:
+            if binding is not None:
+                _add_note(exc, request_id)
+            raise
+        finally:
+            if binding is not None:
+                unbind(binding)
+
+
+class _HeaderSender:
+    """The ``send`` callable handed to the app: adds the id header once."""
+
+    __slots__ = ("_name", "_send", "_value")
+
+    def __init__(self, send: Send, name: bytes, value: bytes) -> None:
+        self._send = send
+        self._name = name
+        self._value = value
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] in _HEADER_MESSAGES:
+            message = self._with_header(message)
+        await self._send(message)
+
+    def _with_header(self, message: Message) -> Message:
+        headers = list(message.get("headers", ()))
+        name = self._name
+        for item in headers:
+            if item[0].lower() == name:
+                # The application chose its own value: keep it, add no second.
+                return message
+        headers.append((name, self._value))
+        # A new message, so an application that reuses its dict is unaffected.
+        message = dict(message)
+        message["headers"] = headers
+        return message
+
+
+def _add_note(exc: BaseException, request_id: str) -> None:
+    """Name the request on the exception, for the server's traceback log."""
+    add_note = getattr(exc, "add_note", None)  # Python 3.11+
+    if add_note is None:
+        return
+    note = f"request_id={request_id}"
+    if note not in getattr(exc, "__notes__", ()):
+        add_note(note)

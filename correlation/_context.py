@@ -1,0 +1,76 @@
+"""The one ContextVar, its public getter, and the bind/unbind pair adapters use.
+
+The ContextVar does not hold the id itself but a small per-request
+``Binding``. ``unbind`` both resets the variable in the adapter's own context
+and marks the binding ended. Copies of the context taken while the request ran
+(tasks it spawned, callbacks asyncio scheduled, a server that starts the next
+request in such a copy, as in uvicorn issue 2167) still point at the binding,
+but read ``None`` through it once the response has ended: an id never outlives
+its request.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+
+__all__ = ["Binding", "bind_request_id", "current_binding", "get_request_id", "unbind"]
+
+
+class Binding:
+    """One request's id, for as long as the request is in flight."""
+
+    __slots__ = ("_token", "request_id")
+
+    request_id: str | None
+    _token: Token[Binding | None]
+
+    def __repr__(self) -> str:
+        state = "ended" if self.request_id is None else repr(self.request_id)
+        return f"<correlation Binding {state}>"
+
+
+# Package-prefixed name, so the var is recognisable in copy_context() dumps.
+_BINDING: ContextVar[Binding | None] = ContextVar("correlation.binding", default=None)
+
+
+def get_request_id() -> str | None:
+    """Return the id of the request being served, or ``None`` outside one.
+
+    Works from any code the request runs: handlers, middleware inside the
+    adapter, threads the framework runs sync code in, streamed bodies, and
+    tasks the request spawned while it is still in flight. Once the response
+    has ended it returns ``None`` everywhere, never a stale id.
+
+    .. versionadded:: 0.1
+    """
+    binding = _BINDING.get()
+    return None if binding is None else binding.request_id
+
+
+def current_binding() -> Binding | None:
+    """Return the binding of the request in flight in this context, if any.
+
+    Adapters use it to find an outer adapter. An ended binding left behind in a
+    copied context is not returned.
+    """
+    binding = _BINDING.get()
+    if binding is None or binding.request_id is None:
+        return None
+    return binding
+
+
+def bind_request_id(request_id: str) -> Binding:
+    """Make *request_id* the current id in this context until ``unbind``.
+
+    The caller must call ``unbind`` in the same context, in a ``finally``.
+    """
+    binding = Binding()
+    binding.request_id = request_id
+    binding._token = _BINDING.set(binding)
+    return binding
+
+
+def unbind(binding: Binding) -> None:
+    """End the request: restore this context and blank every copy of it."""
+    binding.request_id = None
+    _BINDING.reset(binding._token)
