@@ -8,11 +8,12 @@ and the error pages the framework renders, run inside it and see the id.
 
 from __future__ import annotations
 
-from adapters._types import ASGIApp, Message, Receive, Scope, Send
-from correlation import Config
-from correlation._config import resolve_request_id
-from correlation._context import bind_request_id, current_binding, unbind
-from correlation._ids import join_header_values
+import typing
+
+from correlation import _config, _context, _ids
+
+if typing.TYPE_CHECKING:
+    from adapters._types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["RequestIdMiddleware"]
 
@@ -55,10 +56,10 @@ class RequestIdMiddleware:
     .. versionadded:: 0.1
     """
 
-    def __init__(self, app: ASGIApp, *, config: Config | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, config: _config.Config | None = None) -> None:
         if config is None:
-            config = Config()
-        elif not isinstance(config, Config):
+            config = _config.Config()
+        elif not isinstance(config, _config.Config):
             raise TypeError(
                 f"config must be a correlation.Config or None, got {config!r}"
             )
@@ -86,7 +87,7 @@ class RequestIdMiddleware:
                 kept.append(item)
 
         binding = None
-        outer = current_binding()
+        outer = _context.current_binding()
         if (
             scope.get(_SCOPE_KEY) is outer
             and outer is not None
@@ -98,9 +99,9 @@ class RequestIdMiddleware:
         else:
             incoming = None
             if found:
-                incoming = join_header_values([v.decode("latin-1") for v in found])
-            request_id = resolve_request_id(config, incoming)
-            binding = outer = bind_request_id(request_id)
+                incoming = _ids.join_header_values([v.decode("latin-1") for v in found])
+            request_id = _config.resolve_request_id(config, incoming)
+            binding = outer = _context.bind_request_id(request_id)
 
         try:
             id_bytes = request_id.encode("ascii")
@@ -124,7 +125,7 @@ class RequestIdMiddleware:
             raise
         finally:
             if binding is not None:
-                unbind(binding)
+                _context.unbind(binding)
 
 
 class _HeaderSender:

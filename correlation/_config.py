@@ -103,7 +103,7 @@ def _check_generator(
             f" (the hard floor), got {sample!r} from {generator!r}"
         )
     try:
-        accepted = validator(sample)
+        accepted = bool(validator(sample))
     except Exception as exc:
         raise ValueError(
             f"generator output must pass the validator, but the validator raised"
@@ -162,6 +162,7 @@ def _generate(config: Config) -> str:
         _logger.debug("generator raised; the built-in generator is used", exc_info=True)
         return generate_id()
     if passes_floor(value):
-        return value
+        # A str subclass (a StrEnum, say) becomes a plain str: the id is data.
+        return str.__str__(value)
     _logger.debug("generator output fails the hard floor; the built-in one is used")
     return generate_id()

@@ -39,7 +39,7 @@ def passes_floor(value: object) -> bool:
     sequences, DEL, spaces, tabs and anything outside ASCII.
     """
     return (
-        type(value) is str
+        isinstance(value, str)
         and 0 < len(value) <= MAX_FLOOR_LENGTH
         # isascii + isprintable leaves exactly U+0020..U+007E; then drop space.
         and value.isascii()

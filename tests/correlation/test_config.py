@@ -1,0 +1,356 @@
+"""Config: its shape, its defaults, and every error raised at construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from correlation import Config, default_validator, generate_id
+
+
+def _fail_generator() -> str:
+    raise RuntimeError("no ids today")
+
+
+def _raise_on_anything(value: str) -> bool:
+    raise LookupError("validator broke")
+
+
+def _reject_everything(value: str) -> bool:
+    return False
+
+
+def test_fields_names_and_order() -> None:
+    """Config has exactly the contract's fields, in the contract's order."""
+    names = [field.name for field in dataclasses.fields(Config)]
+    assert names == [
+        "header_name",
+        "trust_incoming",
+        "generator",
+        "validator",
+        "response_header",
+        "update_request_header",
+    ]
+
+
+def test_field_defaults() -> None:
+    """Every field has the contract's default."""
+    defaults = {field.name: field.default for field in dataclasses.fields(Config)}
+    assert defaults == {
+        "header_name": "X-Request-ID",
+        "trust_incoming": True,
+        "generator": generate_id,
+        "validator": default_validator,
+        "response_header": True,
+        "update_request_header": True,
+    }
+    config = Config()
+    assert config.header_name == "X-Request-ID"
+    assert config.trust_incoming is True
+    assert config.generator is generate_id
+    assert config.validator is default_validator
+    assert config.response_header is True
+    assert config.update_request_header is True
+
+
+def test_default_generator_output() -> None:
+    """The default generator returns distinct ids of 32 lowercase hex characters."""
+    generator = Config().generator
+    ids = {generator() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in ids)
+
+
+def test_is_frozen_slotted_keyword_only_dataclass() -> None:
+    """Config is a frozen, slots, keyword-only dataclass."""
+    assert dataclasses.is_dataclass(Config)
+    assert all(field.kw_only for field in dataclasses.fields(Config))
+    assert "__slots__" in vars(Config)
+    assert not hasattr(Config(), "__dict__")
+
+
+def test_positional_arguments_are_rejected() -> None:
+    """Config("X-Trace-ID") raises TypeError: every field is keyword-only."""
+    make: Callable[..., Config] = Config
+    with pytest.raises(TypeError):
+        make("X-Trace-ID")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("header_name", "X-Other", id="header_name"),
+        pytest.param("trust_incoming", False, id="trust_incoming"),
+        pytest.param("generator", generate_id, id="generator"),
+        pytest.param("validator", default_validator, id="validator"),
+        pytest.param("response_header", False, id="response_header"),
+        pytest.param("update_request_header", False, id="update_request_header"),
+    ],
+)
+def test_fields_cannot_be_assigned(name: str, value: object) -> None:
+    """Assigning or deleting any field raises FrozenInstanceError."""
+    config = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(config, name, value)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        delattr(config, name)
+    assert getattr(config, name) == getattr(Config(), name)
+
+
+def test_equality_and_hash() -> None:
+    """Equal configs compare and hash equal; a differing field makes them unequal."""
+    assert Config() == Config()
+    assert hash(Config()) == hash(Config())
+    custom = Config(header_name="X-Trace-ID", trust_incoming=False)
+    assert custom == Config(trust_incoming=False, header_name="X-Trace-ID")
+    assert custom != Config()
+    assert len({Config(), Config(), custom}) == 2
+    assert {Config(): "default"}[Config()] == "default"
+
+
+def test_replace_validates_again() -> None:
+    """dataclasses.replace builds a new Config and runs the same checks."""
+    config = dataclasses.replace(Config(), header_name="X-Trace-ID")
+    assert config.header_name == "X-Trace-ID"
+    with pytest.raises(ValueError, match="header_name"):
+        dataclasses.replace(Config(), header_name="X_Trace")
+
+
+@pytest.mark.parametrize(
+    "header_name",
+    [
+        pytest.param("X-Request-ID", id="default"),
+        pytest.param("x-request-id", id="lowercase"),
+        pytest.param("X-Correlation-ID", id="correlation"),
+        pytest.param("traceparent", id="traceparent"),
+        pytest.param("R", id="one-character"),
+        pytest.param("X!#$%&'*+-.^`|~9", id="every-tchar-but-underscore"),
+    ],
+)
+def test_valid_header_names(header_name: str) -> None:
+    """Any RFC 9110 token without '_' is accepted as header_name."""
+    assert Config(header_name=header_name).header_name == header_name
+
+
+def test_custom_generator_and_validator_are_accepted() -> None:
+    """A working custom generator and validator are stored as given."""
+
+    def generator() -> str:
+        return "svc-1"
+
+    def validator(value: str) -> bool:
+        return value.startswith("svc-")
+
+    config = Config(generator=generator, validator=validator)
+    assert config.generator is generator
+    assert config.validator is validator
+
+
+def test_generator_is_called_once_at_construction() -> None:
+    """Construction calls the generator once to check it, and only once."""
+    calls: list[int] = []
+
+    def generator() -> str:
+        calls.append(1)
+        return f"gen-{len(calls)}"
+
+    Config(generator=generator)
+    assert calls == [1]
+
+
+# (keyword arguments, exception type, field named, a fragment of the rule,
+# the value whose repr the message shows)
+ERROR_CASES = [
+    # header_name: not a str
+    pytest.param(
+        {"header_name": None}, TypeError, "header_name", "str", None, id="header-none"
+    ),
+    pytest.param(
+        {"header_name": b"X-Request-ID"},
+        TypeError,
+        "header_name",
+        "str",
+        b"X-Request-ID",
+        id="header-bytes",
+    ),
+    pytest.param(
+        {"header_name": 5}, TypeError, "header_name", "str", 5, id="header-int"
+    ),
+    # header_name: empty
+    pytest.param(
+        {"header_name": ""},
+        ValueError,
+        "header_name",
+        "non-empty",
+        "",
+        id="header-empty",
+    ),
+    # header_name: not an RFC 9110 token
+    *(
+        pytest.param(
+            {"header_name": value},
+            ValueError,
+            "header_name",
+            "token",
+            value,
+            id=f"header-not-token-{label}",
+        )
+        for label, value in [
+            ("space", "X Request"),
+            ("colon", "X-Request-ID:"),
+            ("slash", "X/Y"),
+            ("non-ascii", "\u00e9"),
+            ("crlf", "x\r\n"),
+            ("trailing-lf", "X-Request-ID\n"),
+            ("comma", "X,Y"),
+            ("quote", 'X"Y'),
+        ]
+    ),
+    # header_name: contains "_"
+    pytest.param(
+        {"header_name": "X_Request_ID"},
+        ValueError,
+        "header_name",
+        "_",
+        "X_Request_ID",
+        id="header-underscore",
+    ),
+    # generator: not callable
+    pytest.param(
+        {"generator": None}, TypeError, "generator", "callable", None, id="gen-none"
+    ),
+    pytest.param(
+        {"generator": "abc"}, TypeError, "generator", "callable", "abc", id="gen-str"
+    ),
+    # generator: output fails the hard floor
+    *(
+        pytest.param(
+            {"generator": (lambda output=output: output)},
+            ValueError,
+            "generator",
+            "hard floor",
+            output,
+            id=f"gen-floor-{label}",
+        )
+        for label, output in [
+            ("empty", ""),
+            ("space", "a b"),
+            ("crlf", "a\r\nb"),
+            ("too-long", "a" * 2000),
+            ("1025-characters", "a" * 1025),
+            ("non-ascii", "caf\u00e9"),
+            ("int", 5),
+            ("none", None),
+        ]
+    ),
+    # generator: output fails the validator
+    pytest.param(
+        {"generator": lambda: "has,comma"},
+        ValueError,
+        "generator",
+        "validator",
+        "has,comma",
+        id="gen-fails-default-rule",
+    ),
+    pytest.param(
+        {"generator": lambda: "a" * 129},
+        ValueError,
+        "generator",
+        "validator",
+        "a" * 129,
+        id="gen-too-long-for-default-rule",
+    ),
+    pytest.param(
+        {"generator": lambda: "svc-1", "validator": _reject_everything},
+        ValueError,
+        "generator",
+        "validator",
+        "svc-1",
+        id="gen-fails-custom-validator",
+    ),
+    pytest.param(
+        {"validator": _raise_on_anything},
+        ValueError,
+        "generator",
+        "validator",
+        LookupError("validator broke"),
+        id="validator-raises-on-gen-output",
+    ),
+    # generator: raises
+    pytest.param(
+        {"generator": _fail_generator},
+        ValueError,
+        "generator",
+        "raised",
+        RuntimeError("no ids today"),
+        id="gen-raises",
+    ),
+    # validator: not callable
+    pytest.param(
+        {"validator": None}, TypeError, "validator", "callable", None, id="val-none"
+    ),
+    pytest.param(
+        {"validator": "^[a-z]+$"},
+        TypeError,
+        "validator",
+        "callable",
+        "^[a-z]+$",
+        id="val-str",
+    ),
+    # bool fields given non-bools
+    *(
+        pytest.param(
+            {name: value},
+            TypeError,
+            name,
+            "bool",
+            value,
+            id=f"{name}-{type(value).__name__}",
+        )
+        for name in ("trust_incoming", "response_header", "update_request_header")
+        for value in (1, 0, "yes", None)
+    ),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "field", "rule", "given"), ERROR_CASES)
+def test_construction_errors(
+    kwargs: dict[str, Any],
+    error: type[Exception],
+    field: str,
+    rule: str,
+    given: object,
+) -> None:
+    """A Config that cannot work raises at once, naming field, rule and value."""
+    with pytest.raises(error) as info:
+        Config(**kwargs)
+    assert type(info.value) is error
+    message = str(info.value)
+    assert field in message
+    assert rule in message
+    assert repr(given) in message
+
+
+def test_generator_error_keeps_the_cause() -> None:
+    """The ValueError for a raising generator chains the generator's exception."""
+    with pytest.raises(ValueError, match="generator") as info:
+        Config(generator=_fail_generator)
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_validator_with_untestable_result_fails_at_construction() -> None:
+    """A validator result with no truth value fails construction with ValueError."""
+
+    class Untestable:
+        def __bool__(self) -> bool:
+            raise RuntimeError("no truth value")
+
+    def validator(value: str) -> bool:
+        return Untestable()  # type: ignore[return-value]
+
+    with pytest.raises(ValueError, match="generator"):
+        Config(validator=validator)

@@ -1,0 +1,127 @@
+"""What importing the packages pulls in, and which way imports point."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import correlation
+
+PACKAGE_DIR = Path(correlation.__file__).resolve().parent
+# Where the imported package lives, so a subprocess imports the same code.
+IMPORT_ROOT = str(PACKAGE_DIR.parent)
+
+WEB_FRAMEWORKS = [
+    "django",
+    "fastapi",
+    "flask",
+    "httpx",
+    "starlette",
+    "uvicorn",
+    "werkzeug",
+]
+CORE_FORBIDDEN = sorted([*WEB_FRAMEWORKS, "anyio", "asgiref"])
+
+SOURCES = sorted(PACKAGE_DIR.rglob("*.py"))
+
+
+def _modules_loaded_by(statement: str) -> set[str]:
+    """Top-level names in sys.modules after *statement* in a fresh interpreter."""
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path.insert(0, {IMPORT_ROOT!r})
+        {statement}
+        print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}})))
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    loaded: list[str] = json.loads(completed.stdout)
+    return set(loaded)
+
+
+def _imported_names(path: Path) -> list[tuple[str, int]]:
+    """(absolute top-level module name, relative level) for each import in *path*."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: list[tuple[str, int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend((alias.name.split(".")[0], 0) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            names.append((module.split(".")[0], node.level))
+    return names
+
+
+def test_core_import_loads_no_framework() -> None:
+    """import correlation, correlation.logging loads no web framework or asgiref."""
+    loaded = _modules_loaded_by("import correlation, correlation.logging")
+    assert "correlation" in loaded
+    assert loaded.isdisjoint(CORE_FORBIDDEN), sorted(loaded & set(CORE_FORBIDDEN))
+
+
+def test_asgi_adapter_import_loads_no_web_framework() -> None:
+    """import adapters.asgi loads no web framework, server or client."""
+    loaded = _modules_loaded_by("import adapters.asgi")
+    assert {"adapters", "correlation"} <= loaded
+    assert loaded.isdisjoint(WEB_FRAMEWORKS), sorted(loaded & set(WEB_FRAMEWORKS))
+
+
+def test_core_sources_are_found() -> None:
+    """The source scan below sees every core module."""
+    names = {path.name for path in SOURCES}
+    assert {"__init__.py", "_config.py", "_context.py", "_ids.py", "logging.py"} <= (
+        names
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(path, id=path.relative_to(PACKAGE_DIR).as_posix())
+        for path in SOURCES
+    ],
+)
+def test_core_imports_standard_library_only(path: Path) -> None:
+    """Every core module imports only the standard library and correlation."""
+    foreign = [
+        name
+        for name, level in _imported_names(path)
+        if level == 0 and name not in sys.stdlib_module_names and name != "correlation"
+    ]
+    assert foreign == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(path, id=path.relative_to(PACKAGE_DIR).as_posix())
+        for path in SOURCES
+    ],
+)
+def test_core_never_imports_adapters(path: Path) -> None:
+    """Imports point one way: nothing under correlation/ imports adapters."""
+    assert ("adapters", 0) not in _imported_names(path)
+    # Nor by name, e.g. importlib.import_module("adapters.asgi").
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    named = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and (node.value == "adapters" or node.value.startswith("adapters."))
+    ]
+    assert named == []

@@ -1,0 +1,77 @@
+"""The wheel: what it holds, what it declares, and that the tests run against it."""
+
+from __future__ import annotations
+
+import email.message
+import email.parser
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import adapters
+import correlation
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
+    """The wheel dev.py built, or one built here when pytest runs on its own."""
+    built = os.environ.get("CORRELATION_TOOLKIT_WHEEL")
+    if built is None:
+        out = tmp_path_factory.mktemp("wheel")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", out, ROOT],
+            check=True,
+            timeout=300,
+        )
+        (path,) = out.glob("*.whl")
+    else:
+        path = Path(built)
+    with zipfile.ZipFile(path) as archive:
+        yield archive
+
+
+def _metadata(archive: zipfile.ZipFile) -> email.message.Message:
+    (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+    return email.parser.Parser().parsestr(archive.read(name).decode())
+
+
+def test_wheel_holds_exactly_the_two_packages(wheel: zipfile.ZipFile) -> None:
+    """Only correlation/ and adapters/ (each with py.typed) and the dist-info."""
+    names = wheel.namelist()
+    top = {n.split("/", 1)[0] for n in names if ".dist-info/" not in n}
+    assert top == {"correlation", "adapters"}
+    assert "correlation/py.typed" in names
+    assert "adapters/py.typed" in names
+    assert not [n for n in names if "test" in n.lower()]
+
+
+def test_wheel_metadata(wheel: zipfile.ZipFile) -> None:
+    """Not named correlation, Python 3.10+, runtime deps asgiref and werkzeug only."""
+    meta = _metadata(wheel)
+    assert meta["Name"] == "correlation-toolkit"
+    assert meta["Requires-Python"] == ">=3.10"
+    assert meta["Version"] == correlation.__version__
+    requires = meta.get_all("Requires-Dist") or []
+    runtime = sorted(r.split(">")[0].split(";")[0].strip() for r in requires)
+    assert runtime == ["asgiref", "werkzeug"]
+    assert "Typing :: Typed" in (meta.get_all("Classifier") or [])
+
+
+def test_tests_run_against_the_installed_wheel() -> None:
+    """Under dev.py the packages come from site-packages, never from the checkout."""
+    if "CORRELATION_TOOLKIT_WHEEL" not in os.environ:
+        # Run directly from a checkout (e.g. an editable install): then the
+        # packages must at least be the checkout's own.
+        assert Path(correlation.__file__).parent == ROOT / "correlation"
+        return
+    for package in (correlation, adapters):
+        location = Path(package.__file__ or "").resolve()
+        assert "site-packages" in location.parts, location
+        assert location.parent.parent != ROOT, "imported from the checkout"
