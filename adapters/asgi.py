@@ -13,7 +13,7 @@ import typing
 from correlation import _config, _context, _ids
 
 if typing.TYPE_CHECKING:
-    from adapters._types import ASGIApp, Message, Receive, Scope, Send
+    from adapters._types import Message, Receive, Scope, Send, WrappedApp
 
 __all__ = ["RequestIdMiddleware"]
 
@@ -56,7 +56,9 @@ class RequestIdMiddleware:
     .. versionadded:: 0.1
     """
 
-    def __init__(self, app: ASGIApp, *, config: _config.Config | None = None) -> None:
+    def __init__(
+        self, app: WrappedApp, *, config: _config.Config | None = None
+    ) -> None:
         if config is None:
             config = _config.Config()
         elif not isinstance(config, _config.Config):

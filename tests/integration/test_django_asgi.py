@@ -1,0 +1,480 @@
+"""Django's ASGI handler wrapped by ``adapters.asgi.RequestIdMiddleware``.
+
+The requests go through ``httpx.ASGITransport`` in-process. The Django project
+lives in ``djangoapp/`` next to this file; its views and middleware report the
+id they saw in the response, so each test compares what Django's code saw with
+the ``X-Request-ID`` header the client got back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import logging
+import re
+import sys
+import threading
+import warnings
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
+
+import httpx
+import pytest
+from django.core.asgi import get_asgi_application
+from django.core.signals import request_finished, request_started
+from django.test import override_settings
+
+from adapters.asgi import RequestIdMiddleware
+from correlation import get_request_id
+from correlation.logging import RequestIdFilter
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _import_djangoapp() -> ModuleType:
+    """Import ``djangoapp/`` as the top-level package ``djangoapp``.
+
+    ``--import-mode=importlib`` puts no test directory on ``sys.path``, so the
+    package is registered by its path instead. Django then imports
+    ``djangoapp.urls`` and ``djangoapp.middleware`` through it.
+    """
+    package_dir = _HERE / "djangoapp"
+    module = sys.modules.get("djangoapp")
+    if module is not None:
+        if Path(module.__path__[0]).resolve() != package_dir:
+            raise RuntimeError(f"another 'djangoapp' package is loaded: {module!r}")
+        return module
+    spec = importlib.util.spec_from_file_location(
+        "djangoapp",
+        package_dir / "__init__.py",
+        submodule_search_locations=[str(package_dir)],
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["djangoapp"] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules["djangoapp"]
+        raise
+    return module
+
+
+if TYPE_CHECKING:
+    import djangoapp
+    from djangoapp import middleware, views
+else:
+    djangoapp = _import_djangoapp()
+    middleware = importlib.import_module("djangoapp.middleware")
+    views = importlib.import_module("djangoapp.views")
+
+if TYPE_CHECKING:
+    from adapters._types import ASGIApp
+
+_T = TypeVar("_T")
+
+GENERATED = re.compile(r"[0-9a-f]{32}")
+
+#: Values the default rule or the hard floor rejects. Django must never see
+#: them: the adapter replaces each with a fresh id before Django runs.
+HOSTILE = [
+    pytest.param(b"a,b", id="list"),
+    pytest.param(b"<script>alert(1)</script>", id="markup"),
+    pytest.param(b"x" * 129, id="too-long-for-the-rule"),
+    pytest.param(b"x" * 2000, id="too-long-for-the-floor"),
+    pytest.param(b"evil\r\nSet-Cookie: a=b", id="crlf"),
+    pytest.param(b"nul\x00byte", id="nul"),
+    pytest.param(b"\x1b[31mred", id="escape"),
+    pytest.param(b"caf\xc3\xa9", id="non-ascii"),
+    pytest.param(b"two words", id="space"),
+]
+
+VIEWS = [
+    pytest.param("/async/", id="async-view"),
+    pytest.param("/sync/", id="sync-view"),
+]
+
+
+class Report(TypedDict):
+    """The JSON body of ``views.async_view`` and ``views.sync_view``."""
+
+    before: str | None
+    after: str | None
+    header: str | None
+    meta: str | None
+    thread: int
+
+
+def _run(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run *coro* in a fresh event loop, failing instead of hanging."""
+    return asyncio.run(asyncio.wait_for(coro, timeout=30))
+
+
+def _client(app: ASGIApp) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    )
+
+
+def _headers(value: bytes | None) -> list[tuple[bytes, bytes]]:
+    return [] if value is None else [(b"X-Request-ID", value)]
+
+
+async def _get(
+    client: httpx.AsyncClient, path: str, headers: list[tuple[bytes, bytes]]
+) -> httpx.Response:
+    """GET *path*; the test's own context holds no id before or after."""
+    assert get_request_id() is None
+    response = await client.get(path, headers=headers)
+    assert get_request_id() is None
+    return response
+
+
+def _response_id(response: httpx.Response) -> str:
+    """The one ``X-Request-ID`` header of *response*."""
+    values = response.headers.get_list("X-Request-ID")
+    assert len(values) == 1, values
+    return values[0]
+
+
+def _report(response: httpx.Response) -> Report:
+    assert response.status_code == 200, response.text
+    return cast("Report", response.json())
+
+
+@pytest.fixture
+def app() -> Iterator[ASGIApp]:
+    """Django's ASGI application behind the adapter, with the test project."""
+    djangoapp.setup_django()
+    # Another test module may have configured Django first: apply what this
+    # project needs either way. Middleware load when the handler is built.
+    with override_settings(
+        DEBUG=False,
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=djangoapp.ROOT_URLCONF,
+        MIDDLEWARE=djangoapp.MIDDLEWARE,
+    ):
+        yield RequestIdMiddleware(get_asgi_application())
+
+
+class _Capture(logging.Handler):
+    """Keeps the records it handles, after its filters ran."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def request_log() -> Iterator[_Capture]:
+    """A handler with ``RequestIdFilter`` on Django's "django.request" logger."""
+    handler = _Capture()
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("django.request")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+class _SignalLog:
+    def __init__(self) -> None:
+        self.started: list[str | None] = []
+        self.finished: list[str | None] = []
+        self.finished_async: list[str | None] = []
+
+
+@pytest.fixture
+def signal_log() -> Iterator[_SignalLog]:
+    """Receivers of request_started and request_finished recording the id."""
+    log = _SignalLog()
+
+    def on_started(sender: object, **kwargs: object) -> None:
+        log.started.append(get_request_id())
+
+    def on_finished(sender: object, **kwargs: object) -> None:
+        log.finished.append(get_request_id())
+
+    async def on_finished_async(sender: object, **kwargs: object) -> None:
+        log.finished_async.append(get_request_id())
+
+    request_started.connect(on_started, weak=False, dispatch_uid="test-started")
+    request_finished.connect(on_finished, weak=False, dispatch_uid="test-finished")
+    request_finished.connect(
+        on_finished_async, weak=False, dispatch_uid="test-finished-async"
+    )
+    try:
+        yield log
+    finally:
+        request_started.disconnect(dispatch_uid="test-started")
+        request_finished.disconnect(dispatch_uid="test-finished")
+        request_finished.disconnect(dispatch_uid="test-finished-async")
+
+
+# --- views ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", VIEWS)
+@pytest.mark.parametrize("incoming", [None, b"client-id-1"])
+def test_view_sees_the_id_the_response_carries(
+    app: ASGIApp, path: str, incoming: bytes | None
+) -> None:
+    """A view sees get_request_id() and its request header equal the echoed id."""
+
+    async def main() -> tuple[httpx.Response, int]:
+        async with _client(app) as client:
+            response = await _get(client, path, _headers(incoming))
+        return response, threading.get_ident()
+
+    response, loop_thread = _run(main())
+    request_id = _response_id(response)
+    if incoming is None:
+        assert GENERATED.fullmatch(request_id)
+    else:
+        assert request_id == incoming.decode()
+    report = _report(response)
+    assert report["before"] == report["after"] == request_id
+    assert report["header"] == request_id
+    assert report["meta"] == request_id
+    if path == "/sync/":
+        assert report["thread"] != loop_thread, "the sync view ran on the loop"
+    else:
+        assert report["thread"] == loop_thread
+
+
+@pytest.mark.parametrize("path", VIEWS)
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_incoming_id_never_reaches_django(
+    app: ASGIApp, path: str, hostile: bytes
+) -> None:
+    """A rejected client value is replaced before Django builds the request."""
+
+    async def main() -> httpx.Response:
+        async with _client(app) as client:
+            return await _get(client, path, _headers(hostile))
+
+    response = _run(main())
+    request_id = _response_id(response)
+    assert GENERATED.fullmatch(request_id)
+    report = _report(response)
+    assert report["before"] == report["after"] == request_id
+    assert report["header"] == request_id
+    assert report["meta"] == request_id
+    assert hostile not in response.content
+
+
+@pytest.mark.parametrize("path", VIEWS)
+def test_repeated_incoming_headers_collapse_to_one_final_id(
+    app: ASGIApp, path: str
+) -> None:
+    """Two X-Request-ID headers (a list, so rejected) show Django one fresh id."""
+    headers = [(b"X-Request-ID", b"first"), (b"x-request-id", b"second")]
+
+    async def main() -> httpx.Response:
+        async with _client(app) as client:
+            return await _get(client, path, headers)
+
+    response = _run(main())
+    request_id = _response_id(response)
+    assert GENERATED.fullmatch(request_id)
+    report = _report(response)
+    assert report["header"] == report["meta"] == request_id
+
+
+# --- streaming --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("iterator", ["sync", "async"])
+@pytest.mark.parametrize("incoming", [None, b"stream-id-7"])
+def test_every_streamed_chunk_sees_the_id(
+    app: ASGIApp, iterator: str, incoming: bytes | None
+) -> None:
+    """Each chunk of a StreamingHttpResponse is made while the id is bound."""
+
+    async def main() -> httpx.Response:
+        async with _client(app) as client:
+            return await _get(client, f"/stream/{iterator}/", _headers(incoming))
+
+    with warnings.catch_warnings():
+        # Django warns when the ASGI handler serves a sync iterator (it
+        # consumes it in a worker thread); that is the case under test here.
+        warnings.filterwarnings(
+            "ignore",
+            message="StreamingHttpResponse must consume synchronous iterators",
+            category=Warning,
+        )
+        response = _run(main())
+    assert response.status_code == 200
+    request_id = _response_id(response)
+    if incoming is not None:
+        assert request_id == incoming.decode()
+    lines = response.text.splitlines()
+    assert lines == [f"{index}:{request_id}" for index in range(views.CHUNKS)]
+
+
+# --- signals and middleware -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/async/", "/sync/", "/stream/async/", "/error/sync/"]
+)
+def test_request_signals_see_the_id(
+    app: ASGIApp, signal_log: _SignalLog, path: str
+) -> None:
+    """request_started and request_finished receivers see the request's id."""
+
+    async def main() -> httpx.Response:
+        async with _client(app) as client:
+            return await _get(client, path, [])
+
+    response = _run(main())
+    request_id = _response_id(response)
+    assert signal_log.started == [request_id]
+    assert signal_log.finished == [request_id]
+    assert signal_log.finished_async == [request_id]
+
+
+@pytest.mark.parametrize(
+    "path", ["/async/", "/sync/", "/stream/sync/", "/error/async/"]
+)
+def test_django_middleware_sees_the_id_both_ways(app: ASGIApp, path: str) -> None:
+    """Sync-only and async-only Django middleware see the id in and out."""
+
+    async def main() -> httpx.Response:
+        async with _client(app) as client:
+            return await _get(client, path, _headers(b"mw-id"))
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message="StreamingHttpResponse must consume synchronous iterators",
+            category=Warning,
+        )
+        response = _run(main())
+    assert _response_id(response) == "mw-id"
+    assert response.headers[middleware.SYNC_HEADER] == "mw-id|mw-id"
+    assert response.headers[middleware.ASYNC_HEADER] == "mw-id|mw-id"
+
+
+# --- errors -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "level"),
+    [
+        pytest.param("/error/async/", 500, logging.ERROR, id="async-view-raises"),
+        pytest.param("/error/sync/", 500, logging.ERROR, id="sync-view-raises"),
+        pytest.param("/missing/", 404, logging.WARNING, id="not-found"),
+    ],
+)
+@pytest.mark.parametrize("incoming", [None, b"err-42"])
+def test_django_request_log_record_carries_the_id(
+    app: ASGIApp,
+    request_log: _Capture,
+    path: str,
+    status: int,
+    level: int,
+    incoming: bytes | None,
+) -> None:
+    """Django's "django.request" record for a failed request has its id."""
+
+    async def main() -> httpx.Response:
+        async with _client(app) as client:
+            return await _get(client, path, _headers(incoming))
+
+    response = _run(main())
+    assert response.status_code == status
+    request_id = _response_id(response)
+    if incoming is None:
+        assert GENERATED.fullmatch(request_id)
+    else:
+        assert request_id == incoming.decode()
+    records = [r for r in request_log.records if r.name == "django.request"]
+    assert len(records) == 1, records
+    (record,) = records
+    assert record.levelno == level
+    assert path in record.getMessage()
+    assert vars(record)["request_id"] == request_id
+
+
+def test_log_record_outside_a_request_gets_a_dash(request_log: _Capture) -> None:
+    """The same handler marks a record logged outside any request with "-"."""
+    logging.getLogger("django.request").error("not in a request")
+    (record,) = request_log.records
+    assert vars(record)["request_id"] == "-"
+
+
+# --- concurrency and lifetime -----------------------------------------------
+
+CONCURRENT = 50
+
+
+@pytest.mark.parametrize("path", VIEWS)
+def test_concurrent_requests_each_see_their_own_id(
+    app: ASGIApp, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """50 requests in flight at once each see only their own id."""
+    ids = [f"concurrent-{index:02d}" for index in range(CONCURRENT)]
+
+    async def main() -> tuple[list[httpx.Response], int]:
+        if path == "/async/":
+            # All 50 async views wait inside the view until every one of them
+            # has arrived, so they are provably in flight together.
+            monkeypatch.setattr(views, "PROBE", views.Probe(expected=CONCURRENT))
+        async with _client(app) as client:
+            responses = await asyncio.gather(
+                *(_get(client, path, _headers(i.encode())) for i in ids)
+            )
+        assert get_request_id() is None
+        return responses, threading.get_ident()
+
+    responses, loop_thread = _run(main())
+    for request_id, response in zip(ids, responses, strict=True):
+        assert _response_id(response) == request_id
+        report = _report(response)
+        assert report["before"] == report["after"] == request_id
+        assert report["header"] == report["meta"] == request_id
+        if path == "/sync/":
+            assert report["thread"] != loop_thread
+    if path == "/async/":
+        assert views.PROBE is not None
+        assert views.PROBE.arrived == CONCURRENT
+
+
+def test_id_does_not_outlive_the_request(
+    app: ASGIApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A context copied inside the view reads None once the response ended."""
+
+    async def main() -> tuple[views.Probe, httpx.Response]:
+        probe = views.Probe(expected=1)
+        monkeypatch.setattr(views, "PROBE", probe)
+        async with _client(app) as client:
+            return probe, await _get(client, "/async/", _headers(b"short-lived"))
+
+    probe, response = _run(main())
+    assert _report(response)["before"] == "short-lived"
+    (context,) = probe.contexts
+    assert context.run(get_request_id) is None
+
+
+def test_consecutive_requests_on_one_client_do_not_share_ids(app: ASGIApp) -> None:
+    """Requests served one after another in one task each get a fresh id."""
+
+    async def main() -> list[httpx.Response]:
+        async with _client(app) as client:
+            return [await _get(client, path, []) for path in ("/async/", "/sync/") * 3]
+
+    responses = _run(main())
+    ids = [_response_id(response) for response in responses]
+    assert len(set(ids)) == len(ids)
+    for request_id, response in zip(ids, responses, strict=True):
+        assert _report(response)["meta"] == request_id
