@@ -24,7 +24,9 @@ TAG = f"py{sys.version_info.major}.{sys.version_info.minor}"
 PIP_MIN = "pip>=25.1"
 
 
-def _run(*args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None) -> None:
+def _run(
+    *args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> None:
     print("+", " ".join(str(a) for a in args), flush=True)
     subprocess.run([str(a) for a in args], cwd=cwd, env=env, check=True)
 

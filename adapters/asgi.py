@@ -59,14 +59,8 @@ class RequestIdMiddleware:
     def __init__(
         self, app: WrappedApp, *, config: _config.Config | None = None
     ) -> None:
-        if config is None:
-            config = _config.Config()
-        elif not isinstance(config, _config.Config):
-            raise TypeError(
-                f"config must be a correlation.Config or None, got {config!r}"
-            )
         self.app = app
-        self.config = config
+        self.config = config = _config.config_or_default(config)
         # ASGI header names arrive lowercased from servers; compare lowercased
         # anyway, since hand-built scopes and some middleware do not.
         self._name = config.header_name.lower().encode("ascii")
@@ -123,7 +117,7 @@ class RequestIdMiddleware:
                 await self.app(scope, receive, send)
         except Exception as exc:
             if binding is not None:
-                _add_note(exc, request_id)
+                _context.note_request_id(exc, request_id)
             raise
         finally:
             if binding is not None:
@@ -157,13 +151,3 @@ class _HeaderSender:
         message = dict(message)
         message["headers"] = headers
         return message
-
-
-def _add_note(exc: BaseException, request_id: str) -> None:
-    """Name the request on the exception, for the server's traceback log."""
-    add_note = getattr(exc, "add_note", None)  # Python 3.11+
-    if add_note is None:
-        return
-    note = f"request_id={request_id}"
-    if note not in getattr(exc, "__notes__", ()):
-        add_note(note)

@@ -69,6 +69,15 @@ class Config:
         _check_generator(self.generator, self.validator)
 
 
+def config_or_default(config: Config | None) -> Config:
+    """Return *config*, or ``Config()`` for ``None``; adapters call it once."""
+    if config is None:
+        return Config()
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a correlation.Config or None, got {config!r}")
+    return config
+
+
 def _check_header_name(value: object) -> None:
     if not isinstance(value, str):
         raise TypeError(f"header_name must be a str, got {value!r}")

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from contextvars import ContextVar, Token
 
-__all__ = ["Binding", "bind_request_id", "current_binding", "get_request_id", "unbind"]
+__all__ = [
+    "Binding",
+    "bind_request_id",
+    "current_binding",
+    "get_request_id",
+    "note_request_id",
+    "unbind",
+]
 
 
 class Binding:
@@ -74,3 +81,18 @@ def unbind(binding: Binding) -> None:
     """End the request: restore this context and blank every copy of it."""
     binding.request_id = None
     _BINDING.reset(binding._token)
+
+
+def note_request_id(exc: BaseException, request_id: str) -> None:
+    """Name the request on an exception leaving the adapter.
+
+    The server's traceback log then says which request failed. Python 3.11+
+    only (``add_note``); the note is added once however many adapters it
+    passes.
+    """
+    add_note = getattr(exc, "add_note", None)
+    if add_note is None:
+        return
+    note = f"request_id={request_id}"
+    if note not in getattr(exc, "__notes__", ()):
+        add_note(note)

@@ -46,7 +46,9 @@ async def order(request: Request) -> JSONResponse:
     await asyncio.sleep(0)
     log.info("order %s found", number)
     task = BackgroundTask(log.info, "sending receipt for order %s", number)
-    return JSONResponse({"order": number, "request_id": get_request_id()}, background=task)
+    return JSONResponse(
+        {"order": number, "request_id": get_request_id()}, background=task
+    )
 
 
 async def report(request: Request) -> StreamingResponse:
@@ -139,7 +141,9 @@ def main() -> int:
     if thread.is_alive():
         print("the server did not stop", file=sys.stderr)
         return 1
-    print("\nServer stopped. Every line above that belongs to one request shows one id.")
+    print(
+        "\nServer stopped. Every line above that belongs to one request shows one id."
+    )
     return 0
 
 

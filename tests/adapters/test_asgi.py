@@ -9,92 +9,44 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import itertools
 import logging
-import re
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, cast
+from typing import Any
 
 import pytest
-from asgiref.testing import ApplicationCommunicator
+from asgi_testing import (
+    HEX32,
+    TIMEOUT,
+    Headers,
+    Recorder,
+    communicator,
+    counting_generator,
+    http_scope,
+    response_start,
+    serve,
+    values_of,
+)
 
 from adapters._types import ASGIApp, Message, Receive, Scope, Send
 from adapters.asgi import RequestIdMiddleware
-from correlation import Config, get_request_id
-
-Headers = list[tuple[bytes, bytes]]
-
-#: Upper bound for anything that could hang; no test should come close.
-TIMEOUT = 10.0
-
-HEX32 = re.compile(r"[0-9a-f]{32}")
+from correlation import Config, default_validator, get_request_id
 
 #: A word every hostile value below contains, and no legitimate output does.
 MARKER = "evil"
-
-
-def counting_generator(prefix: str = "gen") -> Callable[[], str]:
-    """Return a generator of ids ``prefix-0``, ``prefix-1``, ...
-
-    ``Config`` calls the generator once at construction, so the first request
-    served gets ``prefix-1``.
-    """
-    counter = itertools.count()
-    return lambda: f"{prefix}-{next(counter)}"
-
-
-def http_scope(headers: Headers | None = None, **extra: Any) -> Scope:
-    """Return an HTTP scope shaped like the ones uvicorn builds."""
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [] if headers is None else headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-    scope.update(extra)
-    return scope
-
-
-async def receive_empty_body() -> Message:
-    """The server's ``receive``: a request with an empty body."""
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-def serve(app: ASGIApp, scope: Scope) -> list[Message]:
-    """Run one request through *app* on a fresh loop; return what it sent."""
-    sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    asyncio.run(asyncio.wait_for(app(scope, receive_empty_body, send), TIMEOUT))
-    return sent
-
-
-def values_of(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
-    """Return the values of every *name* header, matched case-insensitively."""
-    return [value for key, value in headers if key.lower() == name.lower()]
-
-
-def response_start(sent: list[Message]) -> Message:
-    """Return the single ``http.response.start`` message among *sent*."""
-    starts = [m for m in sent if m["type"] == "http.response.start"]
-    assert len(starts) == 1
-    return starts[0]
 
 
 def log_texts(records: Iterable[logging.LogRecord]) -> list[str]:
     """Return every record fully formatted, traceback and raw args included."""
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
     return [f"{formatter.format(r)} {r.args!r} {r.msg!r}" for r in records]
+
+
+def assert_final_id(app: Endpoint, sent: Recorder, expected: str) -> None:
+    """Check the app, its request headers and the response all hold *expected*."""
+    assert app.request_id == expected
+    echoed = values_of(response_start(sent)["headers"], b"x-request-id")
+    assert echoed == [expected.encode()]
+    assert values_of(app.seen_scope["headers"], b"x-request-id") == echoed
 
 
 class Endpoint:
@@ -130,28 +82,6 @@ class Endpoint:
         """The scope the app was called with."""
         assert self.scope is not None
         return self.scope
-
-
-class _Communicator(Protocol):
-    """The part of asgiref's ``ApplicationCommunicator`` these tests use."""
-
-    async def send_input(self, message: Message) -> None: ...
-
-    async def receive_output(self, timeout: float = ...) -> Message: ...
-
-    async def receive_nothing(
-        self, timeout: float = ..., interval: float = ...
-    ) -> bool: ...
-
-    async def wait(self, timeout: float = ...) -> None: ...
-
-
-def communicator(app: ASGIApp, scope: Scope) -> _Communicator:
-    """Return an ``ApplicationCommunicator``, typed (asgiref leaves it bare)."""
-    return cast(
-        _Communicator,
-        ApplicationCommunicator(app, scope),  # type: ignore[no-untyped-call]
-    )
 
 
 # --- construction ---------------------------------------------------------
@@ -192,7 +122,7 @@ def test_valid_incoming_id_is_echoed_in_exact_response_headers() -> None:
     app = Endpoint([(b"content-type", b"text/plain"), (b"content-length", b"2")])
     sent = serve(RequestIdMiddleware(app), http_scope([(b"x-request-id", b"abc-123")]))
     assert app.request_id == "abc-123"
-    assert sent == [
+    assert sent.messages == [
         {
             "type": "http.response.start",
             "status": 200,
@@ -322,8 +252,8 @@ def test_body_messages_pass_through_unchanged() -> None:
         await send(last)
 
     sent = serve(RequestIdMiddleware(app), http_scope([(b"x-request-id", b"abc")]))
-    assert sent[1] is body
-    assert sent[2] is last
+    assert sent.messages[1] is body
+    assert sent.messages[2] is last
     assert body == {"type": "http.response.body", "body": b"x", "more_body": True}
 
 
@@ -473,9 +403,7 @@ def test_header_name_matched_case_insensitively(name: bytes) -> None:
     """The incoming header is found whatever its casing in the scope."""
     app = Endpoint()
     sent = serve(RequestIdMiddleware(app), http_scope([(name, b"abc")]))
-    assert app.request_id == "abc"
-    assert values_of(response_start(sent)["headers"], b"x-request-id") == [b"abc"]
-    assert values_of(app.seen_scope["headers"], b"x-request-id") == [b"abc"]
+    assert_final_id(app, sent, "abc")
 
 
 def test_custom_header_name_is_read_rewritten_and_echoed() -> None:
@@ -500,9 +428,7 @@ def test_trust_incoming_false_always_generates() -> None:
     sent = serve(
         RequestIdMiddleware(app, config=config), http_scope([(b"x-request-id", b"abc")])
     )
-    assert app.request_id == "gen-1"
-    assert values_of(response_start(sent)["headers"], b"x-request-id") == [b"gen-1"]
-    assert values_of(app.seen_scope["headers"], b"x-request-id") == [b"gen-1"]
+    assert_final_id(app, sent, "gen-1")
 
 
 def test_trust_incoming_false_with_default_generator_gives_hex() -> None:
@@ -547,19 +473,13 @@ def test_header_read_as_rfc9110_list(
     values: list[bytes], validator: Callable[[str], bool] | None, expected: str
 ) -> None:
     """Occurrences are split, stripped and joined with "," before checking."""
-    config = (
-        Config(generator=counting_generator())
-        if validator is None
-        else Config(generator=counting_generator(), validator=validator)
+    config = Config(
+        generator=counting_generator(), validator=validator or default_validator
     )
     app = Endpoint()
     headers: Headers = [(b"x-request-id", value) for value in values]
     sent = serve(RequestIdMiddleware(app, config=config), http_scope(headers))
-    assert app.request_id == expected
-    assert values_of(response_start(sent)["headers"], b"x-request-id") == [
-        expected.encode()
-    ]
-    assert values_of(app.seen_scope["headers"], b"x-request-id") == [expected.encode()]
+    assert_final_id(app, sent, expected)
 
 
 # --- hostile values -------------------------------------------------------
@@ -652,18 +572,14 @@ def test_rule_rejected_value_is_nowhere(
     """A value past the floor but rejected by the validator appears nowhere."""
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="correlation")
-    config = (
-        Config(generator=counting_generator())
-        if validator is None
-        else Config(generator=counting_generator(), validator=validator)
+    config = Config(
+        generator=counting_generator(), validator=validator or default_validator
     )
     app = Endpoint()
     sent = serve(
         RequestIdMiddleware(app, config=config), http_scope([(b"x-request-id", value)])
     )
-    assert app.request_id == "gen-1"
-    assert values_of(response_start(sent)["headers"], b"x-request-id") == [b"gen-1"]
-    assert values_of(app.seen_scope["headers"], b"x-request-id") == [b"gen-1"]
+    assert_final_id(app, sent, "gen-1")
     assert app.seen_scope["state"] == {"request_id": "gen-1"}
     for text in log_texts(caplog.records):
         assert MARKER not in text
@@ -694,21 +610,30 @@ def test_huge_header_input_is_handled(request_headers: Headers) -> None:
 # --- through asgiref's ApplicationCommunicator ----------------------------
 
 
-def test_communicator_http_request_sees_and_echoes_id() -> None:
-    """Run in an empty context, the app sees the incoming id and it is echoed."""
-    app = Endpoint()
+def through_communicator(app: ASGIApp, scope: Scope) -> tuple[Message, Message]:
+    """Run one empty-bodied request through asgiref's ApplicationCommunicator.
+
+    The app runs in a new task with an empty context, as a server runs it.
+    Returns the response start and body messages.
+    """
 
     async def main() -> tuple[Message, Message]:
-        comm = communicator(
-            RequestIdMiddleware(app), http_scope([(b"x-request-id", b"comm-1")])
-        )
+        comm = communicator(app, scope)
         await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
         start = await comm.receive_output(TIMEOUT)
         body = await comm.receive_output(TIMEOUT)
         await comm.wait(TIMEOUT)
         return start, body
 
-    start, body = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_communicator_http_request_sees_and_echoes_id() -> None:
+    """Run in an empty context, the app sees the incoming id and it is echoed."""
+    app = Endpoint()
+    start, body = through_communicator(
+        RequestIdMiddleware(app), http_scope([(b"x-request-id", b"comm-1")])
+    )
     assert app.request_id == "comm-1"
     assert start["headers"] == [
         (b"content-type", b"text/plain"),
@@ -720,16 +645,7 @@ def test_communicator_http_request_sees_and_echoes_id() -> None:
 def test_communicator_generates_id_in_empty_context() -> None:
     """In an empty context without a header the app gets a 32-hex id, echoed."""
     app = Endpoint()
-
-    async def main() -> Message:
-        comm = communicator(RequestIdMiddleware(app), http_scope())
-        await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
-        start = await comm.receive_output(TIMEOUT)
-        await comm.receive_output(TIMEOUT)
-        await comm.wait(TIMEOUT)
-        return start
-
-    start = asyncio.run(main())
+    start, _ = through_communicator(RequestIdMiddleware(app), http_scope())
     assert app.request_id is not None
     assert HEX32.fullmatch(app.request_id)
     assert values_of(start["headers"], b"x-request-id") == [app.request_id.encode()]
@@ -739,19 +655,10 @@ def test_communicator_hostile_header_replaced() -> None:
     """Through the communicator a CR/LF header is replaced by the generator's id."""
     app = Endpoint()
     config = Config(generator=counting_generator())
-
-    async def main() -> Message:
-        comm = communicator(
-            RequestIdMiddleware(app, config=config),
-            http_scope([(b"x-request-id", b"evil\r\nx: y")]),
-        )
-        await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
-        start = await comm.receive_output(TIMEOUT)
-        await comm.receive_output(TIMEOUT)
-        await comm.wait(TIMEOUT)
-        return start
-
-    start = asyncio.run(main())
+    start, _ = through_communicator(
+        RequestIdMiddleware(app, config=config),
+        http_scope([(b"x-request-id", b"evil\r\nx: y")]),
+    )
     assert app.request_id == "gen-1"
     assert values_of(start["headers"], b"x-request-id") == [b"gen-1"]
     assert app.seen_scope["state"] == {"request_id": "gen-1"}

@@ -11,83 +11,32 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import copy
-import itertools
-import re
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, cast
+from typing import Any
 
 import pytest
+from asgi_testing import (
+    HEX32,
+    TIMEOUT,
+    Headers,
+    Recorder,
+    communicator,
+    counting_generator,
+    http_scope,
+    receive_empty_body,
+    response_start,
+    serve,
+    single_message,
+    values_of,
+    websocket_scope,
+)
 from asgiref.sync import sync_to_async
-from asgiref.testing import ApplicationCommunicator
 
 from adapters._types import ASGIApp, Message, Receive, Scope, Send
 from adapters.asgi import RequestIdMiddleware
 from correlation import Config, get_request_id
-
-Headers = list[tuple[bytes, bytes]]
-
-#: Upper bound for anything that could hang; no test should come close.
-TIMEOUT = 10.0
-
-HEX32 = re.compile(r"[0-9a-f]{32}")
-
-
-def counting_generator(prefix: str = "gen") -> Callable[[], str]:
-    """Return a generator of ids ``prefix-0``, ``prefix-1``, ...
-
-    ``Config`` calls the generator once at construction, so the first request
-    served gets ``prefix-1``.
-    """
-    counter = itertools.count()
-    return lambda: f"{prefix}-{next(counter)}"
-
-
-def http_scope(headers: Headers | None = None, **extra: Any) -> Scope:
-    """Return an HTTP scope shaped like the ones uvicorn builds."""
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [] if headers is None else headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-    scope.update(extra)
-    return scope
-
-
-def websocket_scope(headers: Headers | None = None, **extra: Any) -> Scope:
-    """Return a WebSocket scope that supports the denial response extension."""
-    scope: Scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "scheme": "ws",
-        "path": "/ws",
-        "raw_path": b"/ws",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [] if headers is None else headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "subprotocols": [],
-        "extensions": {"websocket.http.response": {}},
-    }
-    scope.update(extra)
-    return scope
-
-
-async def receive_empty_body() -> Message:
-    """The server's ``receive``: a request with an empty body."""
-    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 def scripted_receive(messages: Iterable[Message]) -> Receive:
@@ -100,37 +49,6 @@ def scripted_receive(messages: Iterable[Message]) -> Receive:
         return pending.pop(0)
 
     return receive
-
-
-class Recorder:
-    """The server's ``send``: keeps every message and the id visible at send."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self.ids: list[str | None] = []
-
-    async def __call__(self, message: Message) -> None:
-        self.messages.append(message)
-        self.ids.append(get_request_id())
-
-
-def serve(app: ASGIApp, scope: Scope) -> Recorder:
-    """Run one HTTP request through *app* on a fresh loop; return the sender."""
-    send = Recorder()
-    asyncio.run(asyncio.wait_for(app(scope, receive_empty_body, send), TIMEOUT))
-    return send
-
-
-def values_of(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
-    """Return the values of every *name* header, matched case-insensitively."""
-    return [value for key, value in headers if key.lower() == name.lower()]
-
-
-def first(messages: list[Message], message_type: str) -> Message:
-    """Return the single message of *message_type* among *messages*."""
-    found = [m for m in messages if m["type"] == message_type]
-    assert len(found) == 1
-    return found[0]
 
 
 async def respond(send: Send, body: bytes = b"ok", status: int = 200) -> None:
@@ -157,24 +75,6 @@ class Endpoint:
         self.ids.append(get_request_id())
         await receive()
         await respond(send)
-
-
-class _Communicator(Protocol):
-    """The part of asgiref's ``ApplicationCommunicator`` these tests use."""
-
-    async def send_input(self, message: Message) -> None: ...
-
-    async def receive_output(self, timeout: float = ...) -> Message: ...
-
-    async def wait(self, timeout: float = ...) -> None: ...
-
-
-def communicator(app: ASGIApp, scope: Scope) -> _Communicator:
-    """Return an ``ApplicationCommunicator``, typed (asgiref leaves it bare)."""
-    return cast(
-        _Communicator,
-        ApplicationCommunicator(app, scope),  # type: ignore[no-untyped-call]
-    )
 
 
 # --- scopes that pass through ---------------------------------------------
@@ -337,7 +237,7 @@ def test_websocket_id_lives_for_whole_connection_and_is_echoed_on_accept(
     asyncio.run(asyncio.wait_for(call, TIMEOUT))
 
     assert app.ids == ["ws-1"] * 8
-    accepted = first(send.messages, "websocket.accept")
+    accepted = single_message(send.messages, "websocket.accept")
     assert accepted["headers"] == expected_headers
     assert {k: v for k, v in accepted.items() if k != "headers"} == {
         k: v for k, v in accept.items() if k != "headers"
@@ -373,7 +273,7 @@ def test_websocket_denial_response_carries_id() -> None:
         send,
     )
     asyncio.run(asyncio.wait_for(call, TIMEOUT))
-    start = first(send.messages, "websocket.http.response.start")
+    start = single_message(send.messages, "websocket.http.response.start")
     assert start["headers"] == [
         (b"content-type", b"text/plain"),
         (b"x-request-id", b"gen-1"),
@@ -713,12 +613,10 @@ def test_next_request_in_copy_of_ended_request_context_gets_fresh_id(
     b_sent = ctx.run(run_b)
 
     assert a_app.ids == ["gen-1", "gen-1"]
-    assert values_of(
-        first(a_sent.messages, "http.response.start")["headers"], b"x-request-id"
-    ) == [b"gen-1"]
+    assert values_of(response_start(a_sent)["headers"], b"x-request-id") == [b"gen-1"]
     assert b_app.ids == [b_expected]
     assert b_app.scopes[0]["state"] == {"request_id": b_expected}
-    start = first(b_sent.messages, "http.response.start")
+    start = response_start(b_sent)
     assert values_of(start["headers"], b"x-request-id") == [b_expected.encode()]
     assert ctx.run(get_request_id) is None
 
@@ -771,12 +669,12 @@ def test_next_request_in_copy_of_in_flight_request_context_gets_fresh_id(
     assert in_ctx == "gen-1"
     assert b_app.ids == [b_expected]
     assert b_app.scopes[0]["state"] == {"request_id": b_expected}
-    b_start = first(b_send.messages, "http.response.start")
+    b_start = response_start(b_send)
     assert values_of(b_start["headers"], b"x-request-id") == [b_expected.encode()]
     assert values_of(b_app.scopes[0]["headers"], b"x-request-id") == [
         b_expected.encode()
     ]
-    a_start = first(a_send.messages, "http.response.start")
+    a_start = response_start(a_send)
     assert values_of(a_start["headers"], b"x-request-id") == [b"gen-1"]
     assert set(b_send.ids) == {b_expected}
     assert set(a_send.ids) == {"gen-1"}
@@ -873,7 +771,7 @@ def test_stacked_adapters_agree_on_one_id(
     scope = app.scopes[0]
     assert scope["state"] == {"request_id": expected}
     assert values_of(scope["headers"], b"x-request-id") == [expected.encode()]
-    start = first(sent.messages, "http.response.start")
+    start = response_start(sent)
     assert values_of(start["headers"], b"x-request-id") == [expected.encode()]
     assert set(sent.ids) == {expected}
 
@@ -887,7 +785,7 @@ def test_same_adapter_instance_config_stacked_twice() -> None:
         http_scope([(b"x-request-id", b"a"), (b"x-request-id", b"b")]),
     )
     assert app.ids == ["gen-1"]
-    start = first(sent.messages, "http.response.start")
+    start = response_start(sent)
     assert start["headers"] == [
         (b"content-type", b"text/plain"),
         (b"x-request-id", b"gen-1"),
@@ -899,7 +797,7 @@ def test_stacked_inner_with_other_header_echoes_both_with_same_id() -> None:
     app = Endpoint()
     inner = RequestIdMiddleware(app, config=Config(header_name="X-Correlation-ID"))
     sent = serve(RequestIdMiddleware(inner), http_scope([(b"x-request-id", b"abc")]))
-    headers = first(sent.messages, "http.response.start")["headers"]
+    headers = response_start(sent)["headers"]
     assert values_of(headers, b"x-request-id") == [b"abc"]
     assert values_of(headers, b"x-correlation-id") == [b"abc"]
     assert values_of(app.scopes[0]["headers"], b"x-correlation-id") == [b"abc"]
@@ -948,7 +846,7 @@ def test_concurrent_requests_each_see_only_their_own_id() -> None:
     results = asyncio.run(asyncio.wait_for(main(), TIMEOUT * 3))
     final_ids = set()
     for index, send in enumerate(results):
-        start = first(send.messages, "http.response.start")
+        start = response_start(send)
         (header,) = values_of(start["headers"], b"x-request-id")
         request_id = header.decode("ascii")
         if index % 2 == 0:
@@ -1090,7 +988,7 @@ def test_failing_hooks_never_turn_request_into_error(
     responses = [serve(middleware, http_scope(list(request_headers))) for _ in range(3)]
 
     for index, sent in enumerate(responses):
-        start = first(sent.messages, "http.response.start")
+        start = response_start(sent)
         assert start["status"] == 200
         (header,) = values_of(start["headers"], b"x-request-id")
         request_id = header.decode("ascii")

@@ -1,83 +1,40 @@
 """Django's ASGI handler wrapped by ``adapters.asgi.RequestIdMiddleware``.
 
 The requests go through ``httpx.ASGITransport`` in-process. The Django project
-lives in ``djangoapp/`` next to this file; its views and middleware report the
-id they saw in the response, so each test compares what Django's code saw with
-the ``X-Request-ID`` header the client got back.
+is the package ``tests/support/djangoapp``; its views and middleware report
+the id they saw in the response, so each test compares what Django's code saw
+with the ``X-Request-ID`` header the client got back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import logging
-import re
-import sys
 import threading
-import warnings
 from collections.abc import Coroutine, Iterator
-from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
+from typing import Any, TypedDict, TypeVar, cast
 
+import djangoapp
 import httpx
 import pytest
+from asgi_testing import HEX32, asgi_client
 from django.core.asgi import get_asgi_application
 from django.core.signals import request_finished, request_started
 from django.test import override_settings
+from djangoapp import middleware, views
 
+from adapters._types import ASGIApp
 from adapters.asgi import RequestIdMiddleware
 from correlation import get_request_id
 from correlation.logging import RequestIdFilter
 
-_HERE = Path(__file__).resolve().parent
-
-
-def _import_djangoapp() -> ModuleType:
-    """Import ``djangoapp/`` as the top-level package ``djangoapp``.
-
-    ``--import-mode=importlib`` puts no test directory on ``sys.path``, so the
-    package is registered by its path instead. Django then imports
-    ``djangoapp.urls`` and ``djangoapp.middleware`` through it.
-    """
-    package_dir = _HERE / "djangoapp"
-    module = sys.modules.get("djangoapp")
-    if module is not None:
-        if Path(module.__path__[0]).resolve() != package_dir:
-            raise RuntimeError(f"another 'djangoapp' package is loaded: {module!r}")
-        return module
-    spec = importlib.util.spec_from_file_location(
-        "djangoapp",
-        package_dir / "__init__.py",
-        submodule_search_locations=[str(package_dir)],
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["djangoapp"] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules["djangoapp"]
-        raise
-    return module
-
-
-if TYPE_CHECKING:
-    import djangoapp
-    from djangoapp import middleware, views
-else:
-    djangoapp = _import_djangoapp()
-    middleware = importlib.import_module("djangoapp.middleware")
-    views = importlib.import_module("djangoapp.views")
-
-if TYPE_CHECKING:
-    from adapters._types import ASGIApp
-
 _T = TypeVar("_T")
 
-GENERATED = re.compile(r"[0-9a-f]{32}")
+#: Django warns when its ASGI handler serves a sync iterator (it consumes it in
+#: a worker thread); the tests marked with this stream one on purpose.
+_SYNC_STREAMING = pytest.mark.filterwarnings(
+    "ignore:StreamingHttpResponse must consume synchronous iterators"
+)
 
 #: Values the default rule or the hard floor rejects. Django must never see
 #: them: the adapter replaces each with a fresh id before Django runs.
@@ -114,12 +71,6 @@ def _run(coro: Coroutine[Any, Any, _T]) -> _T:
     return asyncio.run(asyncio.wait_for(coro, timeout=30))
 
 
-def _client(app: ASGIApp) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    )
-
-
 def _headers(value: bytes | None) -> list[tuple[bytes, bytes]]:
     return [] if value is None else [(b"X-Request-ID", value)]
 
@@ -132,6 +83,18 @@ async def _get(
     response = await client.get(path, headers=headers)
     assert get_request_id() is None
     return response
+
+
+def _fetch(
+    app: ASGIApp, path: str, headers: list[tuple[bytes, bytes]]
+) -> httpx.Response:
+    """GET *path* from *app* on a fresh event loop, as ``_get`` checks it."""
+
+    async def main() -> httpx.Response:
+        async with asgi_client(app) as client:
+            return await _get(client, path, headers)
+
+    return _run(main())
 
 
 def _response_id(response: httpx.Response) -> str:
@@ -230,14 +193,14 @@ def test_view_sees_the_id_the_response_carries(
     """A view sees get_request_id() and its request header equal the echoed id."""
 
     async def main() -> tuple[httpx.Response, int]:
-        async with _client(app) as client:
+        async with asgi_client(app) as client:
             response = await _get(client, path, _headers(incoming))
         return response, threading.get_ident()
 
     response, loop_thread = _run(main())
     request_id = _response_id(response)
     if incoming is None:
-        assert GENERATED.fullmatch(request_id)
+        assert HEX32.fullmatch(request_id)
     else:
         assert request_id == incoming.decode()
     report = _report(response)
@@ -256,14 +219,9 @@ def test_hostile_incoming_id_never_reaches_django(
     app: ASGIApp, path: str, hostile: bytes
 ) -> None:
     """A rejected client value is replaced before Django builds the request."""
-
-    async def main() -> httpx.Response:
-        async with _client(app) as client:
-            return await _get(client, path, _headers(hostile))
-
-    response = _run(main())
+    response = _fetch(app, path, _headers(hostile))
     request_id = _response_id(response)
-    assert GENERATED.fullmatch(request_id)
+    assert HEX32.fullmatch(request_id)
     report = _report(response)
     assert report["before"] == report["after"] == request_id
     assert report["header"] == request_id
@@ -278,13 +236,9 @@ def test_repeated_incoming_headers_collapse_to_one_final_id(
     """Two X-Request-ID headers (a list, so rejected) show Django one fresh id."""
     headers = [(b"X-Request-ID", b"first"), (b"x-request-id", b"second")]
 
-    async def main() -> httpx.Response:
-        async with _client(app) as client:
-            return await _get(client, path, headers)
-
-    response = _run(main())
+    response = _fetch(app, path, headers)
     request_id = _response_id(response)
-    assert GENERATED.fullmatch(request_id)
+    assert HEX32.fullmatch(request_id)
     report = _report(response)
     assert report["header"] == report["meta"] == request_id
 
@@ -292,26 +246,14 @@ def test_repeated_incoming_headers_collapse_to_one_final_id(
 # --- streaming --------------------------------------------------------------
 
 
+@_SYNC_STREAMING
 @pytest.mark.parametrize("iterator", ["sync", "async"])
 @pytest.mark.parametrize("incoming", [None, b"stream-id-7"])
 def test_every_streamed_chunk_sees_the_id(
     app: ASGIApp, iterator: str, incoming: bytes | None
 ) -> None:
     """Each chunk of a StreamingHttpResponse is made while the id is bound."""
-
-    async def main() -> httpx.Response:
-        async with _client(app) as client:
-            return await _get(client, f"/stream/{iterator}/", _headers(incoming))
-
-    with warnings.catch_warnings():
-        # Django warns when the ASGI handler serves a sync iterator (it
-        # consumes it in a worker thread); that is the case under test here.
-        warnings.filterwarnings(
-            "ignore",
-            message="StreamingHttpResponse must consume synchronous iterators",
-            category=Warning,
-        )
-        response = _run(main())
+    response = _fetch(app, f"/stream/{iterator}/", _headers(incoming))
     assert response.status_code == 200
     request_id = _response_id(response)
     if incoming is not None:
@@ -330,35 +272,20 @@ def test_request_signals_see_the_id(
     app: ASGIApp, signal_log: _SignalLog, path: str
 ) -> None:
     """request_started and request_finished receivers see the request's id."""
-
-    async def main() -> httpx.Response:
-        async with _client(app) as client:
-            return await _get(client, path, [])
-
-    response = _run(main())
+    response = _fetch(app, path, [])
     request_id = _response_id(response)
     assert signal_log.started == [request_id]
     assert signal_log.finished == [request_id]
     assert signal_log.finished_async == [request_id]
 
 
+@_SYNC_STREAMING
 @pytest.mark.parametrize(
     "path", ["/async/", "/sync/", "/stream/sync/", "/error/async/"]
 )
 def test_django_middleware_sees_the_id_both_ways(app: ASGIApp, path: str) -> None:
     """Sync-only and async-only Django middleware see the id in and out."""
-
-    async def main() -> httpx.Response:
-        async with _client(app) as client:
-            return await _get(client, path, _headers(b"mw-id"))
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore",
-            message="StreamingHttpResponse must consume synchronous iterators",
-            category=Warning,
-        )
-        response = _run(main())
+    response = _fetch(app, path, _headers(b"mw-id"))
     assert _response_id(response) == "mw-id"
     assert response.headers[middleware.SYNC_HEADER] == "mw-id|mw-id"
     assert response.headers[middleware.ASYNC_HEADER] == "mw-id|mw-id"
@@ -385,16 +312,11 @@ def test_django_request_log_record_carries_the_id(
     incoming: bytes | None,
 ) -> None:
     """Django's "django.request" record for a failed request has its id."""
-
-    async def main() -> httpx.Response:
-        async with _client(app) as client:
-            return await _get(client, path, _headers(incoming))
-
-    response = _run(main())
+    response = _fetch(app, path, _headers(incoming))
     assert response.status_code == status
     request_id = _response_id(response)
     if incoming is None:
-        assert GENERATED.fullmatch(request_id)
+        assert HEX32.fullmatch(request_id)
     else:
         assert request_id == incoming.decode()
     records = [r for r in request_log.records if r.name == "django.request"]
@@ -429,7 +351,7 @@ def test_concurrent_requests_each_see_their_own_id(
             # All 50 async views wait inside the view until every one of them
             # has arrived, so they are provably in flight together.
             monkeypatch.setattr(views, "PROBE", views.Probe(expected=CONCURRENT))
-        async with _client(app) as client:
+        async with asgi_client(app) as client:
             responses = await asyncio.gather(
                 *(_get(client, path, _headers(i.encode())) for i in ids)
             )
@@ -457,7 +379,7 @@ def test_id_does_not_outlive_the_request(
     async def main() -> tuple[views.Probe, httpx.Response]:
         probe = views.Probe(expected=1)
         monkeypatch.setattr(views, "PROBE", probe)
-        async with _client(app) as client:
+        async with asgi_client(app) as client:
             return probe, await _get(client, "/async/", _headers(b"short-lived"))
 
     probe, response = _run(main())
@@ -470,7 +392,7 @@ def test_consecutive_requests_on_one_client_do_not_share_ids(app: ASGIApp) -> No
     """Requests served one after another in one task each get a fresh id."""
 
     async def main() -> list[httpx.Response]:
-        async with _client(app) as client:
+        async with asgi_client(app) as client:
             return [await _get(client, path, []) for path in ("/async/", "/sync/") * 3]
 
     responses = _run(main())

@@ -1,8 +1,9 @@
-"""The ASGI adapter wrapping real FastAPI apps, driven in process through httpx.
+"""FastAPI-specific behaviour of the ASGI adapter, driven in process by httpx.
 
-FastAPI builds its middleware stack like Starlette, with ServerErrorMiddleware
-outermost: ``Middleware(...)`` and ``add_middleware`` place the adapter inside
-it, ``RequestIdMiddleware(app)`` around everything. FastAPI resolves endpoint
+What Starlette and FastAPI share is tested against both in
+``test_starlette_and_fastapi.py``; this module covers what only FastAPI has:
+dependencies, injected ``BackgroundTasks`` and ``Response``, and its default
+HTTPException and validation error responses. FastAPI resolves endpoint
 annotations at run time from this module's globals, so every name used in an
 endpoint signature is imported at module level.
 """
@@ -10,214 +11,35 @@ endpoint signature is imported at module level.
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
-import anyio
-import httpx
 import pytest
-from fastapi import (
-    BackgroundTasks,
-    Depends,
-    FastAPI,
-    HTTPException,
-    Request,
-    Response,
-    WebSocket,
-)
-from fastapi.concurrency import run_in_threadpool
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse
+from framework_testing import HEADER, attach, each_wiring, get
 from starlette.middleware import Middleware
-from starlette.types import Lifespan
 
-from adapters._types import ASGIApp, Message, Receive, Scope, Send
-from adapters.asgi import RequestIdMiddleware
-from correlation import Config, _context, get_request_id
-
-HEADER = "x-request-id"
-GENERATED = re.compile(r"[0-9a-f]{32}")
-# Upper bound for anything awaited here; nothing should come close to it.
-TIMEOUT = 10.0
-WIRINGS = ("middleware", "add_middleware", "wrapped")
-# Wirings that put the adapter inside ServerErrorMiddleware.
-INSIDE_WIRINGS = ("middleware", "add_middleware")
-HOSTILE = {
-    "space": [("x-request-id", "a b")],
-    "too-long": [("x-request-id", "x" * 129)],
-    "comma": [("x-request-id", "a,b")],
-    "two-occurrences": [("x-request-id", "a"), ("x-request-id", "b")],
-}
-
-Headers = Mapping[str, str] | Sequence[tuple[str, str]] | None
-T = TypeVar("T")
+from adapters._types import ASGIApp
+from correlation import get_request_id
 
 
-class _BoomError(Exception):
-    """The exception the failing endpoints raise."""
-
-
-@pytest.fixture(params=WIRINGS)
-def wiring(request: pytest.FixtureRequest) -> str:
-    """How the adapter is attached to the FastAPI app."""
-    value: str = request.param
-    return value
-
-
-def _new_app(
-    wiring: str = "add_middleware",
-    *,
-    config: Config | None = None,
-    lifespan: Lifespan[FastAPI] | None = None,
-) -> tuple[FastAPI, ASGIApp]:
+def _new_app(wiring: str) -> tuple[FastAPI, ASGIApp]:
     """Return a new FastAPI app and the ASGI app to serve, per *wiring*.
 
     Routes and exception handlers are added to the first afterwards; FastAPI
     builds its middleware stack only on the first call.
     """
-    if wiring == "middleware":
-        app = FastAPI(
-            middleware=[Middleware(RequestIdMiddleware, config=config)],
-            lifespan=lifespan,
-        )
-        return app, app
-    app = FastAPI(lifespan=lifespan)
-    if wiring == "add_middleware":
-        app.add_middleware(RequestIdMiddleware, config=config)
-        return app, app
-    assert wiring == "wrapped"
-    return app, RequestIdMiddleware(app, config=config)
+
+    def make(middleware: list[Middleware]) -> FastAPI:
+        return FastAPI(middleware=middleware)
+
+    return attach(make, wiring)
 
 
-async def _fetch(
-    client: httpx.AsyncClient, path: str, headers: Headers = None
-) -> httpx.Response:
-    """GET *path* in this very task, bounded, and check nothing stays bound."""
-    try:
-        # anyio.fail_after, unlike asyncio.wait_for on Python < 3.12, runs the
-        # request in the current task, so the checks below see the context
-        # the adapter was called in.
-        with anyio.fail_after(TIMEOUT):
-            return await client.get(path, headers=headers)
-    finally:
-        assert get_request_id() is None
-        assert _context._BINDING.get() is None
-
-
-def _get(
-    app: ASGIApp,
-    path: str,
-    headers: Headers = None,
-    *,
-    raise_app_exceptions: bool = True,
-) -> httpx.Response:
-    """Run one GET against *app* through httpx's ASGI transport."""
-
-    async def run() -> httpx.Response:
-        transport = httpx.ASGITransport(
-            app=app, raise_app_exceptions=raise_app_exceptions
-        )
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver"
-        ) as client:
-            return await _fetch(client, path, headers)
-
-    return asyncio.run(run())
-
-
-def _seen(request: Request) -> dict[str, Any]:
-    """What an endpoint observes about the request id."""
-    return {
-        "context": get_request_id(),
-        "state": request.state.request_id,
-        "headers": request.headers.getlist(HEADER),
-        "thread": threading.get_ident(),
-    }
-
-
-def _echo_app(wiring: str = "add_middleware", config: Config | None = None) -> ASGIApp:
-    app, served = _new_app(wiring, config=config)
-
-    @app.get("/async")
-    async def async_echo(request: Request) -> dict[str, Any]:
-        return _seen(request)
-
-    @app.get("/sync")
-    def sync_echo(request: Request) -> dict[str, Any]:
-        return _seen(request)
-
-    return served
-
-
-def _single(values: list[T]) -> T:
-    """Return the only element of *values*, failing if there is not exactly one."""
-    assert len(values) == 1, values
-    return values[0]
-
-
-def _assert_consistent(response: httpx.Response) -> str:
-    """Check the endpoint saw one id everywhere, equal to the response header."""
-    assert response.status_code == 200
-    request_id = _single(response.headers.get_list(HEADER))
-    body = response.json()
-    assert body["context"] == request_id
-    assert body["state"] == request_id
-    assert body["headers"] == [request_id]
-    return request_id
-
-
-def _assert_note(exc: BaseException, request_id: str) -> None:
-    """Check the request-id note the adapter adds on Python 3.11+."""
-    notes = getattr(exc, "__notes__", None)
-    if sys.version_info >= (3, 11):
-        assert notes == [f"request_id={request_id}"]
-    else:
-        assert notes is None
-
-
-# --- ids in endpoints and dependencies --------------------------------------
-
-
-@pytest.mark.parametrize("path", ["/async", "/sync"])
-def test_valid_incoming_id_is_kept(wiring: str, path: str) -> None:
-    """A valid incoming id is what the endpoint, state, headers and response see."""
-    response = _get(_echo_app(wiring), path, {HEADER: "client-id-1"})
-    assert _assert_consistent(response) == "client-id-1"
-
-
-@pytest.mark.parametrize("path", ["/async", "/sync"])
-def test_missing_id_is_generated(wiring: str, path: str) -> None:
-    """Without an incoming header the endpoint sees a generated 32-hex id."""
-    response = _get(_echo_app(wiring), path)
-    assert GENERATED.fullmatch(_assert_consistent(response))
-
-
-@pytest.mark.parametrize("headers", HOSTILE.values(), ids=HOSTILE.keys())
-@pytest.mark.parametrize("path", ["/async", "/sync"])
-def test_hostile_id_is_replaced(
-    wiring: str, path: str, headers: list[tuple[str, str]]
-) -> None:
-    """A rejected incoming value is replaced everywhere by a generated id."""
-    response = _get(_echo_app(wiring), path, headers)
-    request_id = _assert_consistent(response)
-    assert GENERATED.fullmatch(request_id)
-    assert "a b" not in response.text
-    assert "a,b" not in response.text
-    assert "x" * 129 not in response.text
-
-
-def test_sync_endpoint_runs_in_a_worker_thread_with_the_id(wiring: str) -> None:
-    """A sync ``def`` endpoint runs off the event loop thread and sees the id."""
-    response = _get(_echo_app(wiring), "/sync", {HEADER: "sync-1"})
-    assert _assert_consistent(response) == "sync-1"
-    assert response.json()["thread"] != threading.get_ident()
-
-
+@each_wiring
 def test_dependencies_see_the_id(wiring: str) -> None:
     """Sync, sync-yield and async dependencies see the id, teardown included."""
     events: list[tuple[str, str | None]] = []
@@ -247,7 +69,7 @@ def test_dependencies_see_the_id(wiring: str) -> None:
     ) -> dict[str, Any]:
         return {"plain": plain, "yielded": yielded, "awaited": awaited}
 
-    response = _get(served, "/", {HEADER: "dep-1"})
+    response = get(served, "/", {HEADER: "dep-1"})
     assert response.json() == {"plain": "dep-1", "yielded": "dep-1", "awaited": "dep-1"}
     assert response.headers.get_list(HEADER) == ["dep-1"]
     assert events == [("setup", "dep-1"), ("teardown", "dep-1")]
@@ -256,81 +78,17 @@ def test_dependencies_see_the_id(wiring: str) -> None:
     assert threading.get_ident() not in threads
 
 
-def test_threadpool_and_to_thread_see_the_id(wiring: str) -> None:
-    """run_in_threadpool and asyncio.to_thread called by an endpoint see the id."""
-
-    def work() -> tuple[str | None, bool]:
-        return get_request_id(), threading.get_ident() != loop_thread
-
-    loop_thread = threading.get_ident()
-    app, served = _new_app(wiring)
-
-    @app.get("/")
-    async def endpoint() -> dict[str, Any]:
-        return {
-            "pool": await run_in_threadpool(work),
-            "to_thread": await asyncio.to_thread(work),
-        }
-
-    response = _get(served, "/", {HEADER: "pool-1"})
-    assert response.json() == {"pool": ["pool-1", True], "to_thread": ["pool-1", True]}
-
-
-# --- streaming and background work ------------------------------------------
-
-
-def test_streaming_sync_generator_sees_the_id_in_every_chunk(wiring: str) -> None:
-    """Each chunk of a sync-generator StreamingResponse sees the request's id."""
-    threads: list[int] = []
-
-    def chunks() -> Iterator[str]:
-        for index in range(4):
-            threads.append(threading.get_ident())
-            yield f"{index}:{get_request_id()}\n"
-
-    app, served = _new_app(wiring)
-
-    @app.get("/")
-    async def endpoint() -> StreamingResponse:
-        return StreamingResponse(chunks(), media_type="text/plain")
-
-    response = _get(served, "/", {HEADER: "stream-sync"})
-    assert response.headers.get_list(HEADER) == ["stream-sync"]
-    assert response.text.splitlines() == [f"{i}:stream-sync" for i in range(4)]
-    assert len(threads) == 4
-    assert threading.get_ident() not in threads
-
-
-def test_streaming_async_generator_sees_the_id_in_every_chunk(wiring: str) -> None:
-    """Each chunk of an async-generator StreamingResponse sees the request's id."""
-
-    async def chunks() -> AsyncIterator[str]:
-        for index in range(4):
-            await asyncio.sleep(0)
-            yield f"{index}:{get_request_id()}\n"
-
-    app, served = _new_app(wiring)
-
-    @app.get("/")
-    async def endpoint() -> StreamingResponse:
-        return StreamingResponse(chunks(), media_type="text/plain")
-
-    response = _get(served, "/")
-    request_id = _single(response.headers.get_list(HEADER))
-    assert GENERATED.fullmatch(request_id)
-    assert response.text.splitlines() == [f"{i}:{request_id}" for i in range(4)]
-
-
+@each_wiring
 def test_background_tasks_see_the_id(wiring: str) -> None:
     """Sync and async BackgroundTasks added by the endpoint see the id."""
-    seen: list[tuple[str, str | None]] = []
+    events: list[tuple[str, str | None]] = []
 
     def sync_task(tag: str) -> None:
-        seen.append((tag, get_request_id()))
+        events.append((tag, get_request_id()))
 
     async def async_task(tag: str) -> None:
         await asyncio.sleep(0)
-        seen.append((tag, get_request_id()))
+        events.append((tag, get_request_id()))
 
     app, served = _new_app(wiring)
 
@@ -340,234 +98,31 @@ def test_background_tasks_see_the_id(wiring: str) -> None:
         background_tasks.add_task(async_task, "async")
         return {"status": "queued"}
 
-    response = _get(served, "/", {HEADER: "bg-1"})
+    response = get(served, "/", {HEADER: "bg-1"})
     assert response.json() == {"status": "queued"}
     assert response.headers.get_list(HEADER) == ["bg-1"]
-    assert seen == [("sync", "bg-1"), ("async", "bg-1")]
+    assert events == [("sync", "bg-1"), ("async", "bg-1")]
 
 
-# --- WebSocket --------------------------------------------------------------
-
-
-def _websocket_app(wiring: str) -> ASGIApp:
+@each_wiring
+def test_app_set_header_is_kept_and_not_duplicated(wiring: str) -> None:
+    """An id header set through FastAPI's injected Response is kept, not doubled."""
     app, served = _new_app(wiring)
 
-    @app.websocket("/ws")
-    async def chat(websocket: WebSocket) -> None:
-        await websocket.accept()
-        for _ in range(3):
-            text = await websocket.receive_text()
-            await asyncio.sleep(0)
-            await websocket.send_json(
-                {
-                    "echo": text,
-                    "context": get_request_id(),
-                    "state": websocket.state.request_id,
-                    "headers": websocket.headers.getlist(HEADER),
-                }
-            )
-        await websocket.close()
+    @app.get("/")
+    async def endpoint(response: Response) -> dict[str, str | None]:
+        response.headers["X-Request-ID"] = "app-chosen"
+        return {"context": get_request_id()}
 
-    @app.websocket("/deny")
-    async def deny(websocket: WebSocket) -> None:
-        response = PlainTextResponse(str(get_request_id()), status_code=403)
-        await websocket.send_denial_response(response)
-
-    return served
+    response = get(served, "/", {HEADER: "client-1"})
+    assert response.json() == {"context": "client-1"}
+    assert response.headers.get_list(HEADER) == ["app-chosen"]
 
 
-def _run_websocket(
-    app: ASGIApp,
-    path: str,
-    headers: list[tuple[bytes, bytes]],
-    texts: Sequence[str] = (),
-) -> list[Message]:
-    """Drive one WebSocket connection at the ASGI level; return what the app sent.
-
-    The client sends ``websocket.connect`` and then *texts*; the scope offers
-    the denial response extension, as uvicorn and hypercorn do.
-    """
-    scope: Scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "scheme": "ws",
-        "path": path,
-        "raw_path": path.encode("ascii"),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("127.0.0.1", 123),
-        "server": ("testserver", 80),
-        "subprotocols": [],
-        "extensions": {"websocket.http.response": {}},
-    }
-    original_headers = list(scope["headers"])
-    inbox: list[Message] = [{"type": "websocket.connect"}]
-    inbox += [{"type": "websocket.receive", "text": text} for text in texts]
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        if inbox:
-            return inbox.pop(0)
-        # A client with nothing more to say: only the timeout ends this.
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    async def run() -> None:
-        try:
-            with anyio.fail_after(TIMEOUT):
-                await app(scope, receive, send)
-        finally:
-            assert get_request_id() is None
-            assert _context._BINDING.get() is None
-
-    asyncio.run(run())
-    # The caller's scope is not mutated: the app got a copy.
-    assert scope["headers"] == original_headers
-    assert "state" not in scope
-    return sent
+# --- FastAPI's own error responses ------------------------------------------
 
 
-def _header_values(message: Message, name: bytes) -> list[bytes]:
-    return [value for key, value in message.get("headers", ()) if key == name]
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [[(b"x-request-id", b"ws-1")], [], [(b"x-request-id", b"a b")]],
-    ids=["valid", "missing", "hostile"],
-)
-def test_websocket_id_is_in_accept_headers_and_every_message(
-    wiring: str, headers: list[tuple[bytes, bytes]]
-) -> None:
-    """The accept headers carry the id the handler sees for every message."""
-    sent = _run_websocket(_websocket_app(wiring), "/ws", headers, ["0", "1", "2"])
-    assert [message["type"] for message in sent] == [
-        "websocket.accept",
-        "websocket.send",
-        "websocket.send",
-        "websocket.send",
-        "websocket.close",
-    ]
-    request_id = _single(
-        [value.decode("ascii") for value in _header_values(sent[0], b"x-request-id")]
-    )
-    if headers == [(b"x-request-id", b"ws-1")]:
-        assert request_id == "ws-1"
-    else:
-        assert GENERATED.fullmatch(request_id)
-    assert [json.loads(message["text"]) for message in sent[1:4]] == [
-        {
-            "echo": str(index),
-            "context": request_id,
-            "state": request_id,
-            "headers": [request_id],
-        }
-        for index in range(3)
-    ]
-
-
-def test_websocket_denial_response_carries_the_id(wiring: str) -> None:
-    """A WebSocket denial response carries the id the handler saw, once."""
-    sent = _run_websocket(
-        _websocket_app(wiring), "/deny", [(b"x-request-id", b"deny-1")]
-    )
-    assert [message["type"] for message in sent] == [
-        "websocket.http.response.start",
-        "websocket.http.response.body",
-    ]
-    assert sent[0]["status"] == 403
-    assert _header_values(sent[0], b"x-request-id") == [b"deny-1"]
-    assert sent[1]["body"] == b"deny-1"
-
-
-# --- errors -----------------------------------------------------------------
-
-
-def _raising_app(
-    raised: list[BaseException],
-    seen_by_handler: list[str | None],
-    wiring: str,
-) -> ASGIApp:
-    """An app whose /boom endpoint raises and whose 500 handler records the id."""
-    app, served = _new_app(wiring)
-
-    @app.get("/boom")
-    async def boom() -> dict[str, str]:
-        exc = _BoomError("boom")
-        raised.append(exc)
-        raise exc
-
-    async def on_500(request: Request, exc: Exception) -> Response:
-        request_id = get_request_id()
-        seen_by_handler.append(request_id)
-        return PlainTextResponse(f"failed:{request_id}", status_code=500)
-
-    app.add_exception_handler(500, on_500)
-    return served
-
-
-@pytest.mark.parametrize("wiring", INSIDE_WIRINGS)
-def test_inside_server_error_middleware_exception_propagates_with_note(
-    wiring: str,
-) -> None:
-    """With add_middleware the endpoint's own exception reaches the client, noted."""
-    raised: list[BaseException] = []
-    handled: list[str | None] = []
-    app = _raising_app(raised, handled, wiring)
-    with pytest.raises(_BoomError) as info:
-        _get(app, "/boom", {HEADER: "err-1"})
-    assert info.value is _single(raised)
-    _assert_note(info.value, "err-1")
-    # ServerErrorMiddleware is outside the adapter: its handler runs unbound.
-    assert handled == [None]
-
-
-@pytest.mark.parametrize("wiring", INSIDE_WIRINGS)
-def test_inside_server_error_middleware_500_has_no_id_header(wiring: str) -> None:
-    """With add_middleware, the 500 is sent outside the adapter: no id header."""
-    raised: list[BaseException] = []
-    handled: list[str | None] = []
-    app = _raising_app(raised, handled, wiring)
-    response = _get(app, "/boom", {HEADER: "err-2"}, raise_app_exceptions=False)
-    assert response.status_code == 500
-    assert response.text == "failed:None"
-    assert response.headers.get_list(HEADER) == []
-    assert handled == [None]
-    _assert_note(_single(raised), "err-2")
-
-
-def test_wrapping_the_app_500_carries_the_id_and_handler_sees_it() -> None:
-    """Around the whole app, the 500 handler sees the id and the 500 carries it."""
-    raised: list[BaseException] = []
-    handled: list[str | None] = []
-    app = _raising_app(raised, handled, "wrapped")
-    response = _get(app, "/boom", {HEADER: "err-3"}, raise_app_exceptions=False)
-    assert response.status_code == 500
-    assert response.text == "failed:err-3"
-    assert response.headers.get_list(HEADER) == ["err-3"]
-    assert handled == ["err-3"]
-    _assert_note(_single(raised), "err-3")
-
-
-def test_wrapping_the_app_reraises_the_same_exception_with_note() -> None:
-    """Around the whole app, the endpoint's exception object propagates, noted."""
-    raised: list[BaseException] = []
-    handled: list[str | None] = []
-    app = _raising_app(raised, handled, "wrapped")
-    with pytest.raises(_BoomError) as info:
-        _get(app, "/boom")
-    assert info.value is _single(raised)
-    request_id = handled[0]
-    assert request_id is not None
-    assert GENERATED.fullmatch(request_id)
-    _assert_note(info.value, request_id)
-
-
+@each_wiring
 def test_default_http_exception_response_carries_the_id(wiring: str) -> None:
     """FastAPI's default HTTPException response carries the id once."""
     app, served = _new_app(wiring)
@@ -576,37 +131,13 @@ def test_default_http_exception_response_carries_the_id(wiring: str) -> None:
     async def teapot() -> dict[str, str]:
         raise HTTPException(status_code=418, detail="short and stout")
 
-    response = _get(served, "/teapot", {HEADER: "http-0"})
+    response = get(served, "/teapot", {HEADER: "http-0"})
     assert response.status_code == 418
     assert response.json() == {"detail": "short and stout"}
     assert response.headers.get_list(HEADER) == ["http-0"]
 
 
-def test_handled_http_exception_sees_the_id(wiring: str) -> None:
-    """A custom HTTPException handler sees the id; the response carries it once."""
-    handled: list[str | None] = []
-    app, served = _new_app(wiring)
-
-    @app.get("/teapot")
-    async def teapot() -> dict[str, str]:
-        raise HTTPException(status_code=418)
-
-    async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        handled.append(get_request_id())
-        return PlainTextResponse(
-            f"{exc.status_code}:{request.state.request_id}",
-            status_code=exc.status_code,
-        )
-
-    app.add_exception_handler(HTTPException, on_http_error)
-    response = _get(served, "/teapot", {HEADER: "http-1"})
-    assert response.status_code == 418
-    assert response.text == "418:http-1"
-    assert response.headers.get_list(HEADER) == ["http-1"]
-    assert handled == ["http-1"]
-
-
+@each_wiring
 @pytest.mark.parametrize("custom_handler", [False, True])
 def test_validation_error_carries_the_id(wiring: str, custom_handler: bool) -> None:
     """A 422 for a bad parameter carries the id; a custom handler sees it."""
@@ -622,269 +153,10 @@ def test_validation_error_carries_the_id(wiring: str, custom_handler: bool) -> N
 
     if custom_handler:
         app.add_exception_handler(RequestValidationError, on_invalid)
-    response = _get(served, "/items/not-a-number", {HEADER: "invalid-1"})
+    response = get(served, "/items/not-a-number", {HEADER: "invalid-1"})
     assert response.status_code == 422
     assert response.headers.get_list(HEADER) == ["invalid-1"]
     if custom_handler:
         assert response.json() == {"context": "invalid-1"}
     else:
         assert response.json()["detail"][0]["loc"] == ["path", "number"]
-
-
-@pytest.mark.parametrize("handler_sets_header", [False, True])
-def test_custom_exception_handler_json_response(
-    wiring: str, handler_sets_header: bool
-) -> None:
-    """A handler for a custom exception sees the id; exactly one header results."""
-    app, served = _new_app(wiring)
-
-    @app.get("/boom")
-    async def boom() -> dict[str, str]:
-        raise _BoomError("boom")
-
-    async def on_boom(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, _BoomError)
-        headers = {"X-Request-ID": "from-handler"} if handler_sets_header else None
-        return JSONResponse(
-            {"context": get_request_id(), "state": request.state.request_id},
-            status_code=409,
-            headers=headers,
-        )
-
-    app.add_exception_handler(_BoomError, on_boom)
-    response = _get(served, "/boom", {HEADER: "custom-1"})
-    assert response.status_code == 409
-    assert response.json() == {"context": "custom-1", "state": "custom-1"}
-    expected = "from-handler" if handler_sets_header else "custom-1"
-    assert response.headers.get_list(HEADER) == [expected]
-
-
-# --- lifespan ---------------------------------------------------------------
-
-
-@asynccontextmanager
-async def _lifespan_running(app: ASGIApp, state: dict[str, Any]) -> AsyncIterator[None]:
-    """Run *app*'s lifespan protocol around the block, as a server does."""
-    inbox: asyncio.Queue[Message] = asyncio.Queue()
-    outbox: asyncio.Queue[Message] = asyncio.Queue()
-    scope: Scope = {
-        "type": "lifespan",
-        "asgi": {"version": "3.0", "spec_version": "2.0"},
-        "state": state,
-    }
-
-    async def serve() -> None:
-        await app(scope, inbox.get, outbox.put)
-
-    task = asyncio.create_task(serve())
-    try:
-        with anyio.fail_after(TIMEOUT):
-            await inbox.put({"type": "lifespan.startup"})
-            assert await outbox.get() == {"type": "lifespan.startup.complete"}
-        yield
-        with anyio.fail_after(TIMEOUT):
-            await inbox.put({"type": "lifespan.shutdown"})
-            assert await outbox.get() == {"type": "lifespan.shutdown.complete"}
-            await task
-    finally:
-        task.cancel()
-    # The lifespan scope went through as the very same dict: FastAPI's own
-    # scope["app"] landed in it, the adapter's key did not.
-    assert "app" in scope
-    assert "correlation.binding" not in scope
-    assert scope["state"] is state
-
-
-def _with_lifespan_state(
-    app: ASGIApp, state: dict[str, Any], request_states: list[dict[str, Any]]
-) -> ASGIApp:
-    """Act as a server does: give each request a shallow copy of the state."""
-
-    async def server(scope: Scope, receive: Receive, send: Send) -> None:
-        request_state = dict(state)
-        request_states.append(request_state)
-        await app({**scope, "state": request_state}, receive, send)
-
-    return server
-
-
-def test_lifespan_passes_through_untouched(wiring: str) -> None:
-    """Lifespan runs unbound; its state reaches requests, which add request_id."""
-    events: list[tuple[str, str | None]] = []
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[Mapping[str, Any]]:
-        events.append(("startup", get_request_id()))
-        yield {"db": "fake-db"}
-        events.append(("shutdown", get_request_id()))
-
-    app, served = _new_app(wiring, lifespan=lifespan)
-
-    @app.get("/")
-    async def endpoint(request: Request) -> dict[str, Any]:
-        return {
-            "db": request.state.db,
-            "state": request.state.request_id,
-            "context": get_request_id(),
-        }
-
-    lifespan_state: dict[str, Any] = {}
-    request_states: list[dict[str, Any]] = []
-
-    async def run() -> list[httpx.Response]:
-        async with _lifespan_running(served, lifespan_state):
-            assert events == [("startup", None)]
-            transport = httpx.ASGITransport(
-                app=_with_lifespan_state(served, lifespan_state, request_states)
-            )
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://testserver"
-            ) as client:
-                first = await _fetch(client, "/", {HEADER: "life-1"})
-                second = await _fetch(client, "/")
-        return [first, second]
-
-    first, second = asyncio.run(run())
-    assert events == [("startup", None), ("shutdown", None)]
-    assert first.json() == {"db": "fake-db", "state": "life-1", "context": "life-1"}
-    second_id = _single(second.headers.get_list(HEADER))
-    assert GENERATED.fullmatch(second_id)
-    assert second.json() == {"db": "fake-db", "state": second_id, "context": second_id}
-    assert lifespan_state == {"db": "fake-db"}
-    assert request_states == [
-        {"db": "fake-db", "request_id": "life-1"},
-        {"db": "fake-db", "request_id": second_id},
-    ]
-
-
-# --- response headers and configuration -------------------------------------
-
-
-def test_app_set_header_is_kept_and_not_duplicated(wiring: str) -> None:
-    """An id header set through FastAPI's injected Response is kept, not doubled."""
-    app, served = _new_app(wiring)
-
-    @app.get("/")
-    async def endpoint(response: Response) -> dict[str, str | None]:
-        response.headers["X-Request-ID"] = "app-chosen"
-        return {"context": get_request_id()}
-
-    response = _get(served, "/", {HEADER: "client-1"})
-    assert response.json() == {"context": "client-1"}
-    assert response.headers.get_list(HEADER) == ["app-chosen"]
-
-
-def test_custom_header_name() -> None:
-    """A custom header_name is read, rewritten and echoed; X-Request-ID is not."""
-    app, served = _new_app(config=Config(header_name="X-Correlation-ID"))
-
-    @app.get("/")
-    async def endpoint(request: Request) -> dict[str, Any]:
-        return {
-            "context": get_request_id(),
-            "correlation": request.headers.getlist("x-correlation-id"),
-            "request": request.headers.getlist(HEADER),
-        }
-
-    response = _get(
-        served, "/", {"X-Correlation-ID": "corr-1", "X-Request-ID": "untouched"}
-    )
-    assert response.json() == {
-        "context": "corr-1",
-        "correlation": ["corr-1"],
-        "request": ["untouched"],
-    }
-    assert response.headers.get_list("x-correlation-id") == ["corr-1"]
-    assert response.headers.get_list(HEADER) == []
-
-
-def test_trust_incoming_false_always_generates() -> None:
-    """With trust_incoming=False a valid client id is replaced everywhere."""
-    app = _echo_app(config=Config(trust_incoming=False))
-    response = _get(app, "/sync", {HEADER: "client-chosen"})
-    request_id = _assert_consistent(response)
-    assert GENERATED.fullmatch(request_id)
-    assert "client-chosen" not in response.text
-
-
-def test_response_header_false_sends_no_header() -> None:
-    """With response_header=False the response has no id header; the app has it."""
-    app = _echo_app(config=Config(response_header=False))
-    response = _get(app, "/async", {HEADER: "quiet-1"})
-    assert response.headers.get_list(HEADER) == []
-    body = response.json()
-    assert body["context"] == "quiet-1"
-    assert body["state"] == "quiet-1"
-    assert body["headers"] == ["quiet-1"]
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [[(HEADER, "kept-1")], [(HEADER, "a b")], [(HEADER, "a"), (HEADER, "b")]],
-    ids=["valid", "hostile", "two-occurrences"],
-)
-def test_update_request_header_false_keeps_client_headers(
-    headers: list[tuple[str, str]],
-) -> None:
-    """With update_request_header=False request.headers is what the client sent."""
-    app = _echo_app(config=Config(update_request_header=False))
-    response = _get(app, "/async", headers)
-    request_id = _single(response.headers.get_list(HEADER))
-    body = response.json()
-    assert body["headers"] == [value for _, value in headers]
-    assert body["context"] == request_id
-    assert body["state"] == request_id
-    if headers == [(HEADER, "kept-1")]:
-        assert request_id == "kept-1"
-    else:
-        assert GENERATED.fullmatch(request_id)
-
-
-# --- concurrency ------------------------------------------------------------
-
-
-def test_concurrent_requests_each_see_their_own_id(wiring: str) -> None:
-    """50 requests in flight at once each see only their own id throughout."""
-    count = 50
-    arrived = 0
-    all_arrived = asyncio.Event()
-    app, served = _new_app(wiring)
-
-    @app.get("/")
-    async def endpoint(request: Request) -> dict[str, Any]:
-        nonlocal arrived
-        before = get_request_id()
-        arrived += 1
-        if arrived == count:
-            all_arrived.set()
-        # Every request waits here until all of them are in flight.
-        await all_arrived.wait()
-        for _ in range(3):
-            await asyncio.sleep(0)
-        return {
-            "before": before,
-            "after": get_request_id(),
-            "state": request.state.request_id,
-        }
-
-    async def run() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=served)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver"
-        ) as client:
-            with anyio.fail_after(TIMEOUT):
-                responses = await asyncio.gather(
-                    *(_fetch(client, "/", {HEADER: f"req-{i}"}) for i in range(count))
-                )
-            assert get_request_id() is None
-            return responses
-
-    responses = asyncio.run(run())
-    for index, response in enumerate(responses):
-        expected = f"req-{index}"
-        assert response.headers.get_list(HEADER) == [expected]
-        assert response.json() == {
-            "before": expected,
-            "after": expected,
-            "state": expected,
-        }

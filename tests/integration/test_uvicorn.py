@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
-import sys
 import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from asgi_testing import HEX32
+from servers import (
+    SERVER_THREAD_NAME,
+    UvicornHTTP,
+    http_implementations,
+    serve_uvicorn,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -32,21 +36,7 @@ from adapters._types import ASGIApp, Receive, Scope, Send
 from adapters.asgi import RequestIdMiddleware
 from correlation import _context, get_request_id
 
-# tests/ has no __init__.py and pytest imports test modules with
-# --import-mode=importlib, so the helper beside this file is found via sys.path.
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from servers import (  # noqa: E402  (needs the sys.path entry above)
-    SERVER_THREAD_NAME,
-    UvicornHTTP,
-    http_implementations,
-    serve_uvicorn,
-)
-
 HEADER = "X-Request-ID"
-GENERATED = re.compile(r"[0-9a-f]{32}")
 CONNECTION_LIMIT = 20
 REQUEST_COUNT = 200
 STREAM_CHUNKS = 5
@@ -190,7 +180,7 @@ def check_reply(response: httpx.Response, expected: str | None) -> Reply:
     assert len(echoed) == 1, (path, echoed)
     request_id = echoed[0]
     if expected is None:
-        assert GENERATED.fullmatch(request_id), (path, request_id)
+        assert HEX32.fullmatch(request_id), (path, request_id)
     else:
         assert request_id == expected, (path, request_id, expected)
 

@@ -3,12 +3,12 @@
 ``mypy --strict`` checks that each documented way of attaching
 ``adapters.asgi.RequestIdMiddleware`` to a FastAPI app type-checks as it is
 written, with no ``type: ignore``. pytest does not collect this module.
+Serving the wrapped app (httpx, uvicorn) does not depend on the framework:
+``wiring_starlette.py`` checks it.
 """
 
 from __future__ import annotations
 
-import httpx
-import uvicorn
 from fastapi import FastAPI, Request
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
@@ -59,19 +59,3 @@ def wrapping_the_app() -> RequestIdMiddleware:
 def as_asgi_app() -> ASGIApp:
     """The wrapped app typed as Starlette's ASGIApp."""
     return RequestIdMiddleware(with_middleware_list())
-
-
-def httpx_client() -> httpx.AsyncClient:
-    """The wrapped app served in process by httpx."""
-    transport = httpx.ASGITransport(app=wrapping_the_app())
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
-
-
-#: What ``uvicorn module:app`` would serve.
-app: RequestIdMiddleware = wrapping_the_app()
-
-
-def serve() -> None:
-    """Serve the wrapped app with uvicorn."""
-    uvicorn.run(app, host="127.0.0.1", port=8000)
-    uvicorn.run(with_add_middleware(), host="127.0.0.1", port=8000)

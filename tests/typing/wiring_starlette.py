@@ -2,7 +2,8 @@
 
 ``mypy --strict`` checks that each documented way of attaching
 ``adapters.asgi.RequestIdMiddleware`` to a Starlette app type-checks as it
-is written, with no ``type: ignore``. pytest does not collect this module.
+is written, with no ``type: ignore``, and that the wrapped app can be served
+by httpx and uvicorn. pytest does not collect this module.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """A minimal Django project, served through ``get_asgi_application()``.
 
-The tests run with ``--import-mode=importlib`` and ``tests/`` is no package,
-so the test module registers this directory by path as the top-level package
-``djangoapp``. ``setup_django()`` configures settings once per
-process; the settings the tests depend on are also exported, so a fixture can
-apply them with ``override_settings`` should another test module have
-configured Django first.
+pytest puts ``tests/support`` on ``sys.path`` (``pythonpath`` in
+pyproject.toml), so this is the top-level package ``djangoapp``.
+``setup_django()`` configures settings once per process; the settings the
+tests depend on are also exported, so a fixture can apply them with
+``override_settings`` should another test module have configured Django
+first.
 """
 
 from __future__ import annotations
