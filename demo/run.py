@@ -1,90 +1,184 @@
-"""The demo: one request id, chosen once, seen everywhere the request goes.
+"""The demo: one request id travelling through an ASGI and a WSGI service.
 
-It starts a Starlette service under uvicorn on a free loopback port, wrapped
-by ``adapters.asgi.RequestIdMiddleware``, with ``RequestIdFilter`` in its log
-format. Then it sends a few requests and prints the service's log lines next
-to what the client received:
+Two services run on free loopback ports, each wrapped by its adapter and each
+logging with ``RequestIdFilter`` in its format:
 
-1. a request carrying a valid ``X-Request-ID``: every log line, the streamed
-   body and the response header carry that id;
-2. a request without one: a fresh id is generated;
-3. a hostile header sent over a raw socket, made to forge a log line: it is
-   replaced by a fresh id and never reaches the log.
+- ``orders``: a Starlette app under uvicorn (ASGI);
+- ``inventory``: a Flask app under waitress (WSGI).
 
-Run it with ``python dev.py demo``; it stops the server and exits 0.
+``orders`` calls ``inventory`` for every order and passes its request id on in
+the ``X-Request-ID`` header. The demo sends a few requests to ``orders`` and
+prints both services' log lines, so you can see one id cross both. The last
+request carries a hostile header (terminal escape sequences, sent over a raw
+socket because HTTP clients refuse it): it gets a fresh id, and the hostile
+bytes appear in no log line and no response.
+
+Run it with ``python dev.py demo``. It stops both servers and exits 0, or 1
+if anything it shows did not hold.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 
+import flask
 import httpx
 import uvicorn
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
+from waitress.server import create_server
 
-from adapters.asgi import RequestIdMiddleware
+from adapters import asgi, wsgi
 from correlation import get_request_id
 from correlation.logging import RequestIdFilter
 
-log = logging.getLogger("demo.orders")
+orders_log = logging.getLogger("orders")
+inventory_log = logging.getLogger("inventory")
+lines: list[str] = []
 
 
-async def order(request: Request) -> JSONResponse:
-    """Log before and after an await, and once more in a background task."""
-    number = request.path_params["number"]
-    log.info("looking up order %s", number)
-    await asyncio.sleep(0)
-    log.info("order %s found", number)
-    task = BackgroundTask(log.info, "sending receipt for order %s", number)
-    return JSONResponse(
-        {"order": number, "request_id": get_request_id()}, background=task
-    )
+class _Collect(logging.Handler):
+    """Print each formatted line and keep it, so the demo can check them."""
 
-
-async def report(request: Request) -> StreamingResponse:
-    """Stream a body whose chunks are produced after the handler returned."""
-
-    async def lines() -> AsyncIterator[bytes]:
-        for part in range(3):
-            log.info("streaming part %d", part)
-            yield f"part {part} made under {get_request_id()}\n".encode()
-
-    return StreamingResponse(lines(), media_type="text/plain")
-
-
-def build_app() -> RequestIdMiddleware:
-    """The service: a Starlette app with the adapter outermost."""
-    routes = [Route("/orders/{number}", order), Route("/report", report)]
-    return RequestIdMiddleware(Starlette(routes=routes))
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        lines.append(line)
+        print(line, flush=True)
 
 
 def configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _Collect()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(
-        logging.Formatter("    [service] request_id=%(request_id)s  %(message)s")
+        logging.Formatter("    %(name)-9s request_id=%(request_id)-32s  %(message)s")
     )
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    for logger in (orders_log, inventory_log):
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    logging.getLogger("waitress").setLevel(logging.ERROR)
 
 
-def raw_request(port: int, header_value: bytes) -> bytes:
-    """Send one request over a plain socket, so no client cleans the header."""
+# -- inventory: Flask under waitress (WSGI) ---------------------------------
+
+
+def build_inventory() -> flask.Flask:
+    app = flask.Flask("inventory")
+
+    @app.get("/stock/<item>")
+    def stock(item: str) -> flask.Response:
+        inventory_log.info("checking stock of %s", item)
+        body = {"item": item, "in_stock": 3, "request_id": get_request_id()}
+        response = flask.jsonify(body)
+        response.call_on_close(lambda: inventory_log.info("response sent"))
+        return response
+
+    app.wsgi_app = wsgi.RequestIdMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+# -- orders: Starlette under uvicorn (ASGI) ---------------------------------
+
+
+def build_orders(inventory_url: str) -> asgi.RequestIdMiddleware:
+    async def order(request: Request) -> JSONResponse:
+        number = request.path_params["number"]
+        orders_log.info("order %s received", number)
+        request_id = get_request_id()
+        # Outbound propagation by hand: pass the id on in the same header.
+        headers = {"X-Request-ID": request_id} if request_id else {}
+        async with httpx.AsyncClient(base_url=inventory_url, timeout=5) as client:
+            stock = (await client.get("/stock/widget", headers=headers)).json()
+        orders_log.info("inventory answered under %s", stock["request_id"])
+        return JSONResponse(
+            {"order": number, "request_id": request_id, "inventory": stock}
+        )
+
+    async def receipt(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            for part in ("header", "items", "total"):
+                orders_log.info("streaming receipt part %r", part)
+                yield f"{part}: made under {get_request_id()}\n".encode()
+
+        return StreamingResponse(body(), media_type="text/plain")
+
+    routes = [Route("/orders/{number}", order), Route("/receipt", receipt)]
+    return asgi.RequestIdMiddleware(Starlette(routes=routes))
+
+
+# -- running the servers ----------------------------------------------------
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not happen within 10 s")
+        time.sleep(0.01)
+
+
+def _loopback_socket() -> socket.socket:
+    """A listening-ready socket on a free loopback port, bound before the
+    server starts so that its port is known without a race."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextmanager
+def serve_inventory() -> Iterator[str]:
+    sock = _loopback_socket()
+    sock.listen()
+    server = create_server(build_inventory(), sockets=[sock], threads=4)
+    thread = threading.Thread(target=server.run, name="waitress")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.close()
+        thread.join(timeout=10)
+        server.task_dispatcher.shutdown(timeout=10)
+        sock.close()
+
+
+@contextmanager
+def serve_orders(inventory_url: str) -> Iterator[int]:
+    sock = _loopback_socket()
+    # h11, not httptools: h11 hands escape sequences in header values to the
+    # app, which is the case step 4 shows the adapter handling.
+    config = uvicorn.Config(
+        build_orders(inventory_url), http="h11", log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="uvicorn"
+    )
+    thread.start()
+    try:
+        _wait_for(lambda: server.started or not thread.is_alive(), "uvicorn start")
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def raw_get(port: int, path: str, header_value: bytes) -> bytes:
+    """One request over a plain socket, so no client cleans the header."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
         conn.sendall(
-            b"GET /orders/3 HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n"
-            b"X-Request-ID: " + header_value + b"\r\n\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n".encode()
+            + b"X-Request-ID: "
+            + header_value
+            + b"\r\n\r\n"
         )
         chunks = []
         while chunk := conn.recv(65536):
@@ -92,58 +186,62 @@ def raw_request(port: int, header_value: bytes) -> bytes:
     return b"".join(chunks)
 
 
+def ids_logged_since(start: int) -> set[str]:
+    return {line.split("request_id=")[1].split()[0] for line in lines[start:]}
+
+
 def main() -> int:
     configure_logging()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(build_app(), log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                print("the server did not start", file=sys.stderr)
-                return 1
-            time.sleep(0.01)
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, timeout=5) as client:
-            print("1. A client sends X-Request-ID: checkout-7f3a")
+    failures: list[str] = []
+    with serve_inventory() as inventory_url, serve_orders(inventory_url) as port:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            print("1. A client sends X-Request-ID: checkout-7f3a to orders (ASGI)")
+            start = len(lines)
             response = client.get(
                 "/orders/1", headers={"X-Request-ID": "checkout-7f3a"}
             )
-            print(f"   -> response header {response.headers['x-request-id']}")
+            body = response.json()
+            print(f"   -> response header: {response.headers['x-request-id']}")
+            print(f"   -> inventory (WSGI) saw: {body['inventory']['request_id']}")
+            if ids_logged_since(start) != {"checkout-7f3a"}:
+                failures.append("step 1: the id changed between services")
 
-            print("\n2. A client sends no id: the service generates one")
+            print("\n2. A client sends no id: orders generates one, inventory keeps it")
+            start = len(lines)
             response = client.get("/orders/2")
-            print(f"   -> response header {response.headers['x-request-id']}")
+            body = response.json()
+            print(f"   -> response header: {response.headers['x-request-id']}")
+            if ids_logged_since(start) != {response.headers["x-request-id"]}:
+                failures.append("step 2: the generated id did not travel")
 
-            print("\n3. A streamed body: every chunk runs under the same id")
-            response = client.get("/report", headers={"X-Request-ID": "report-42"})
-            for line in response.text.splitlines():
-                print(f"   -> body: {line}")
+            print("\n3. A streamed body: every chunk is made under the same id")
+            start = len(lines)
+            response = client.get("/receipt", headers={"X-Request-ID": "receipt-42"})
+            for text in response.text.splitlines():
+                print(f"   -> body: {text}")
+            if ids_logged_since(start) != {"receipt-42"}:
+                failures.append("step 3: a chunk lost the id")
 
-        print("\n4. A hostile header, sent raw, that tries to forge a log line")
-        forged = b"x  request_id=admin  order 1 refunded"
-        print(f"   X-Request-ID: {forged.decode()}")
-        reply = raw_request(port, forged)
+        print("\n4. A hostile header, sent raw: terminal escapes that would clear")
+        print("   the screen and paint a fake error in red if they were logged")
+        hostile = b"\x1b[2J\x1b[31mFATAL admin logged in"
+        print(f"   X-Request-ID: {hostile!r}")
+        start = len(lines)
+        reply = raw_get(port, "/orders/3", hostile)
         head = reply.split(b"\r\n\r\n", 1)[0].decode("latin-1")
         echoed = [h for h in head.split("\r\n") if h.lower().startswith("x-request-id")]
-        print(f"   -> {echoed[0]}  (a fresh id; the value was never logged)")
-        if forged in reply:
-            print("the hostile value was reflected", file=sys.stderr)
-            return 1
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-    if thread.is_alive():
-        print("the server did not stop", file=sys.stderr)
+        print(f"   -> {echoed[0] if echoed else 'no id header'} (a fresh id)")
+        if b"FATAL" in reply or any("FATAL" in line for line in lines[start:]):
+            failures.append("step 4: the hostile value was reflected or logged")
+        if len(ids_logged_since(start)) != 1 or not echoed:
+            failures.append("step 4: the fresh id did not travel")
+
+    print()
+    if failures:
+        for failure in failures:
+            print(f"FAILED: {failure}", file=sys.stderr)
         return 1
-    print(
-        "\nServer stopped. Every line above that belongs to one request shows one id."
-    )
+    print("Both servers stopped. Each request kept one id across both services.")
     return 0
 
 
