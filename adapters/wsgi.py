@@ -93,10 +93,12 @@ class RequestIdMiddleware:
         if (
             outer is not None
             and outer.request_id is not None
-            # An outer WSGI adapter marks the environ; an outer ASGI adapter
-            # (through asgiref's WsgiToAsgi) can only rewrite the header. A
-            # binding merely inherited from an earlier request has neither.
-            and (environ.get(_BINDING_KEY) is outer or raw == outer.request_id)
+            # An outer WSGI adapter marks the environ, an outer ASGI adapter
+            # its scope (which a2wsgi passes on as environ["asgi.scope"]).
+            # Behind asgiref's WsgiToAsgi, which passes no scope, the
+            # rewritten request header is the only sign. A binding merely
+            # inherited from an earlier request has none of them.
+            and (_marker(environ) is outer or raw == outer.request_id)
         ):
             request_id = outer.request_id
         else:
@@ -150,6 +152,15 @@ def _id_start_response(
         return start_response(status, headers, exc_info)
 
     return start_response_with_id
+
+
+def _marker(environ: WSGIEnvironment) -> object:
+    marker = environ.get(_BINDING_KEY)
+    if marker is None:
+        scope = environ.get("asgi.scope")
+        if isinstance(scope, dict):
+            marker = scope.get(_BINDING_KEY)
+    return marker
 
 
 def _is_file_wrapper(environ: WSGIEnvironment, result: object) -> bool:

@@ -13,4 +13,5 @@ urlpatterns: list[URLPattern] = [
     path("stream/async/", views.stream_async_view),
     path("error/async/", views.async_error_view),
     path("error/sync/", views.sync_error_view),
+    path("environ/", views.environ_view),
 ]

@@ -45,6 +45,10 @@ class Probe:
 #: Installed by a test with ``monkeypatch.setattr``; ``None`` otherwise.
 PROBE: Probe | None = None
 
+#: Installed by a test with ``monkeypatch.setattr``; ``None`` otherwise.
+#: ``environ_view`` waits on it (WSGI tests: each request has its own thread).
+BARRIER: threading.Barrier | None = None
+
 
 def _report(request: HttpRequest, before: str | None) -> JsonResponse:
     return JsonResponse(
@@ -105,3 +109,22 @@ async def async_error_view(request: HttpRequest) -> JsonResponse:
 def sync_error_view(request: HttpRequest) -> JsonResponse:
     """Raises in the worker thread; Django turns it into a 500 and logs it."""
     raise RuntimeError("sync view failed")
+
+
+def environ_view(request: HttpRequest) -> JsonResponse:
+    """A sync view that also reports the WSGI environ key.
+
+    Under WSGI ``request.META`` is the environ, so it shows
+    ``environ["correlation.request_id"]``; under ASGI that key is absent. Waits
+    on ``BARRIER`` first, when a test installed one.
+    """
+    if BARRIER is not None:
+        BARRIER.wait()
+    return JsonResponse(
+        {
+            "context": get_request_id(),
+            "header": request.headers.get("X-Request-ID"),
+            "meta": request.META.get("HTTP_X_REQUEST_ID"),
+            "environ": request.META.get("correlation.request_id"),
+        }
+    )
