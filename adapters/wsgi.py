@@ -51,10 +51,13 @@ class RequestIdMiddleware:
     changed: a thread that serves the next request cannot see this one's id,
     even when the server abandons the body without calling ``close()``.
 
-    List bodies and ``wsgi.file_wrapper`` bodies are returned untouched, so the
-    server still sees their length (Content-Length) and can use sendfile; no
-    application code runs while they are sent, and the request ends when the
-    application returns them.
+    List bodies are returned untouched, so the server still sees their length
+    (Content-Length); no application code runs while they are sent, so the
+    request ends when the application returns them. ``wsgi.file_wrapper``
+    bodies are returned as the same object, so the server can still use
+    sendfile; only their ``close`` is replaced by one that runs the original
+    in the request's context and then ends the request, so close callbacks
+    (Django's ``request_finished`` for a ``FileResponse``) see the id.
 
     Args:
         app: The WSGI application to wrap.
@@ -121,13 +124,18 @@ class RequestIdMiddleware:
             if binding is None:
                 # The outer adapter owns the request's lifetime.
                 return result
-            if type(result) in (list, tuple) or _is_file_wrapper(environ, result):
+            if type(result) in (list, tuple):
                 _context.unbind(binding)
                 return result
+            if _is_file_wrapper(environ, result):
+                return _close_file_wrapper_in_context(result, context, binding)
             return _Body(result, iter(result), context, binding)
-        except Exception as exc:
-            if binding is not None:
-                _context.note_request_id(exc, request_id)
+        except BaseException as exc:
+            # BaseException too: a SystemExit or KeyboardInterrupt must not
+            # leave the id alive in contexts the request copied.
+            if binding is not None and binding.request_id is not None:
+                if isinstance(exc, Exception):
+                    _context.note_request_id(exc, request_id)
                 _context.unbind(binding)
             raise
 
@@ -168,6 +176,49 @@ def _is_file_wrapper(environ: WSGIEnvironment, result: object) -> bool:
     return isinstance(file_wrapper, type) and isinstance(result, file_wrapper)
 
 
+def _close_file_wrapper_in_context(
+    result: Iterable[bytes], context: contextvars.Context, binding: _context.Binding
+) -> Iterable[bytes]:
+    """Keep the file wrapper itself (sendfile), but close it in the request.
+
+    Wrapping it in ``_Body`` would hide it from the server's sendfile check,
+    so its ``close`` attribute is replaced instead. Where that is impossible
+    (no ``close``, or an object that refuses the attribute) the request ends
+    now: no application code runs while a file is sent.
+    """
+    close = getattr(result, "close", None)
+    if close is not None:
+
+        def close_in_context() -> None:
+            _close_in_context(close, context, binding)
+
+        try:
+            setattr(result, "close", close_in_context)  # noqa: B010
+        except (AttributeError, TypeError):
+            pass
+        else:
+            return result
+    _context.unbind(binding)
+    return result
+
+
+def _close_in_context(
+    close: typing.Callable[[], object] | None,
+    context: contextvars.Context,
+    binding: _context.Binding,
+) -> None:
+    """Run a body's ``close`` in the request's context, then end the request."""
+    try:
+        if close is not None:
+            context.run(close)
+    except Exception as exc:
+        _context.note_request_id(exc, binding.request_id)
+        raise
+    finally:
+        if binding.request_id is not None:
+            context.run(_context.unbind, binding)
+
+
 class _Body:
     """The response body, iterated and closed in the request's own context."""
 
@@ -194,20 +245,13 @@ class _Body:
         except StopIteration:
             raise
         except Exception as exc:
-            request_id = self._binding.request_id
-            if request_id is not None:
-                _context.note_request_id(exc, request_id)
+            _context.note_request_id(exc, self._binding.request_id)
             raise
 
     def close(self) -> None:
         """Close the wrapped body in the request's context, then end it."""
-        try:
-            close = getattr(self._iterable, "close", None)
-            if close is not None:
-                self._context.run(close)
-        finally:
-            if self._binding.request_id is not None:
-                self._context.run(_context.unbind, self._binding)
+        close = getattr(self._iterable, "close", None)
+        _close_in_context(close, self._context, self._binding)
 
     def __del__(self) -> None:
         # A server that drops the body without calling close() (PEP 3333 says

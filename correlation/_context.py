@@ -83,15 +83,15 @@ def unbind(binding: Binding) -> None:
     _BINDING.reset(binding._token)
 
 
-def note_request_id(exc: BaseException, request_id: str) -> None:
+def note_request_id(exc: BaseException, request_id: str | None) -> None:
     """Name the request on an exception leaving the adapter.
 
     The server's traceback log then says which request failed. Python 3.11+
     only (``add_note``); the note is added once however many adapters it
-    passes.
+    passes, and not at all once the request has ended (``None``).
     """
     add_note = getattr(exc, "add_note", None)
-    if add_note is None:
+    if add_note is None or request_id is None:
         return
     note = f"request_id={request_id}"
     if note not in getattr(exc, "__notes__", ()):

@@ -660,3 +660,27 @@ def test_asgi_mixed_case_occurrences_are_one_header() -> None:
     )
     assert seen == ["a,b"]
     assert values_of(response_start(sent)["headers"], b"x-request-id") == [b"a,b"]
+
+
+@pytest.mark.parametrize(
+    "middleware",
+    [
+        pytest.param(asgi.RequestIdMiddleware, id="asgi"),
+        pytest.param(wsgi.RequestIdMiddleware, id="wsgi"),
+    ],
+)
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param("x", id="str"),
+        pytest.param({"header_name": "X-Request-ID"}, id="dict"),
+        pytest.param(Config, id="the-class-itself"),
+    ],
+)
+def test_config_of_wrong_kind_raises_type_error_naming_config(
+    middleware: Callable[..., object], config: object
+) -> None:
+    """Both adapters refuse a config that is not a Config (or None), naming it."""
+    with pytest.raises(TypeError, match="config") as info:
+        middleware(lambda *args: None, config=config)
+    assert repr(config) in str(info.value)

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import types
 
 import correlation
 from correlation import get_request_id
-from correlation._context import bind_request_id, current_binding, unbind
+from correlation._context import (
+    bind_request_id,
+    current_binding,
+    note_request_id,
+    unbind,
+)
 
 
 def test_no_request_id_outside_a_request() -> None:
@@ -184,3 +190,29 @@ def test_context_var_is_not_exported() -> None:
         and isinstance(value := getattr(correlation, name), types.ModuleType)
     ]
     assert public_modules == [correlation.logging]
+
+
+def test_binding_repr_names_the_id_then_ended() -> None:
+    """A Binding's repr shows its id while bound and 'ended' afterwards."""
+    binding = bind_request_id("repr-1")
+    try:
+        assert repr(binding) == "<correlation Binding 'repr-1'>"
+    finally:
+        unbind(binding)
+    assert repr(binding) == "<correlation Binding ended>"
+
+
+def test_note_request_id_adds_nothing_once_the_request_ended() -> None:
+    """note_request_id with None (an ended request) leaves the exception alone."""
+    exc = ValueError("x")
+    note_request_id(exc, None)
+    assert getattr(exc, "__notes__", []) == []
+
+
+def test_note_request_id_adds_the_note_once() -> None:
+    """The same exception passing two adapters gets one note (none before 3.11)."""
+    exc = ValueError("x")
+    note_request_id(exc, "n-1")
+    note_request_id(exc, "n-1")
+    expected = ["request_id=n-1"] if sys.version_info >= (3, 11) else []
+    assert getattr(exc, "__notes__", []) == expected

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
+from wsgiref.util import FileWrapper
 from wsgiref.validate import validator
 
 import djangoapp
@@ -26,6 +27,7 @@ from django.core.wsgi import get_wsgi_application
 from django.test import override_settings
 from djangoapp import middleware, views
 from werkzeug.test import Client
+from wsgi_testing import make_environ, run_wsgi
 
 from adapters.wsgi import RequestIdMiddleware
 from correlation import get_request_id
@@ -262,6 +264,20 @@ def test_request_signals_see_the_id(
     reply = get(app, path)
     request_id = reply.request_id
     assert signal_log == [("started", request_id), ("finished", request_id)]
+
+
+def test_file_response_goes_to_the_file_wrapper_and_request_finished_sees_the_id(
+    app: WSGIApplication, signal_log: list[tuple[str, str | None]]
+) -> None:
+    """A FileResponse keeps the server's file wrapper; its close fires under the id."""
+    environ = make_environ(
+        [("X-Request-ID", "file-1")],
+        **{"wsgi.file_wrapper": FileWrapper, "PATH_INFO": "/file/"},
+    )
+    result = run_wsgi(validator(app), environ)
+    assert result.body == b"file body"
+    assert result.values("X-Request-ID") == ["file-1"]
+    assert signal_log == [("started", "file-1"), ("finished", "file-1")]
 
 
 # --- errors -----------------------------------------------------------------

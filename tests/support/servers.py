@@ -1,23 +1,59 @@
 """Live servers for integration tests: real sockets on 127.0.0.1, bounded.
 
-Not a test module. ``serve_uvicorn`` runs a uvicorn server in a background
-thread for the length of a ``with`` block and yields its base URL. Start-up is
-awaited by polling ``server.started`` against a deadline, and shutdown joins
-the thread with a timeout and fails loudly when the server does not stop.
+Not a test module. Each ``serve_*`` function is a context manager that runs
+a real server for the length of a ``with`` block and yields its base URL,
+e.g. ``"http://127.0.0.1:54321"``:
+
+- ``serve_uvicorn``: uvicorn (ASGI) in a background thread;
+- ``serve_waitress``: waitress in a background thread, with its own pool of
+  worker threads;
+- ``serve_gunicorn``: gunicorn with one ``gthread`` worker, as a subprocess in
+  a session of its own, on a socket this process binds and hands over;
+- ``serve_wsgiref``: the standard library's single-threaded ``wsgiref`` server
+  in a background thread.
+
+Start-up is awaited against a deadline (for the WSGI servers: until an HTTP
+request to *probe_path* gets any response), never with a fixed sleep. On exit
+every server is stopped and waited for with a timeout; one that does not stop
+raises ``RuntimeError`` (a gunicorn process group is killed first), so no
+server outlives the ``with`` block unnoticed.
 """
 
 from __future__ import annotations
 
+import http.client
+import importlib
 import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from wsgiref.simple_server import WSGIRequestHandler as _WsgirefHandler
+from wsgiref.simple_server import WSGIServer as _WsgirefServer
 
 import uvicorn
 
-__all__ = ["SERVER_THREAD_NAME", "UvicornHTTP", "http_implementations", "serve_uvicorn"]
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+__all__ = [
+    "SERVER_THREAD_NAME",
+    "UvicornHTTP",
+    "http_implementations",
+    "serve_gunicorn",
+    "serve_uvicorn",
+    "serve_waitress",
+    "serve_wsgiref",
+    "wait_until",
+]
 
 UvicornHTTP = Literal["h11", "httptools"]
 
@@ -95,3 +131,345 @@ def serve_uvicorn(
                 f"uvicorn ({http}) did not stop within {stop_timeout} s"
                 + (" even when forced" if thread.is_alive() else "")
             )
+
+
+# --- WSGI servers ---------------------------------------------------------------
+
+_T = TypeVar("_T")
+_HOST = "127.0.0.1"
+_SUPPORT_DIR = Path(__file__).resolve().parent
+_PROJECT_ROOT = _SUPPORT_DIR.parents[1]
+#: How long one start-up probe may wait for its response.
+_PROBE_TIMEOUT = 2.0
+#: How often a socketserver-based loop checks whether it should stop.
+_LOOP_TICK = 0.05
+
+
+def wait_until(
+    condition: Callable[[], _T],
+    *,
+    timeout: float = 10.0,
+    what: str = "the condition",
+) -> _T:
+    """Call *condition* until it returns something truthy, and return that.
+
+    Polls every few milliseconds; raises ``TimeoutError`` naming *what* once
+    *timeout* seconds have passed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout} s")
+        time.sleep(_POLL_INTERVAL)
+
+
+def _answers_http(port: int, path: str, timeout: float) -> bool:
+    """Return whether ``GET path`` on *port* gets any HTTP response."""
+    connection = http.client.HTTPConnection(_HOST, port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        connection.getresponse().read()
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+    return True
+
+
+def _await_serving(
+    name: str,
+    port: int,
+    probe_path: str,
+    timeout: float,
+    alive: Callable[[], bool],
+    details: Callable[[], str] = lambda: "",
+) -> None:
+    """Probe the server until it answers; fail fast if it died, or at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not alive():
+            raise RuntimeError(f"{name} exited before it served a request{details()}")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RuntimeError(
+                f"{name} did not answer GET {probe_path} within {timeout} s{details()}"
+            )
+        if _answers_http(port, probe_path, min(remaining, _PROBE_TIMEOUT)):
+            return
+        time.sleep(_POLL_INTERVAL)
+
+
+@contextmanager
+def serve_waitress(
+    app: WSGIApplication,
+    *,
+    threads: int = 3,
+    probe_path: str = "/",
+    start_timeout: float = 10.0,
+    stop_timeout: float = 10.0,
+    **adjustments: Any,
+) -> Iterator[str]:
+    """Serve *app* with waitress on 127.0.0.1 and an OS-chosen port.
+
+    waitress's socket loop runs in a background thread (``server.run()``) and
+    hands requests to its own pool of *threads* worker threads. *adjustments*
+    go to ``waitress.create_server``. On exit the workers finish the request
+    in hand and stop, then the loop closes every socket from its own thread
+    (through the server's trigger) and ends; both within *stop_timeout*
+    seconds, or ``RuntimeError`` is raised.
+    """
+    # Imported here: waitress is a test dependency only, and ships no types.
+    waitress = importlib.import_module("waitress")
+    wasyncore = importlib.import_module("waitress.wasyncore")
+    server = waitress.create_server(
+        app, host=_HOST, port=0, threads=threads, **adjustments
+    )
+    port = int(server.effective_port)
+    thread = threading.Thread(target=server.run, name="waitress-test-loop", daemon=True)
+    thread.start()
+    try:
+        _await_serving("waitress", port, probe_path, start_timeout, thread.is_alive)
+        yield f"http://{_HOST}:{port}"
+    finally:
+        dispatcher = server.task_dispatcher
+        # Workers finish the task in hand, then exit; queued tasks are
+        # cancelled. The loop still runs meanwhile, so a worker waiting for
+        # its output to drain can finish.
+        dispatcher.shutdown(cancel_pending=True, timeout=stop_timeout)
+        socket_map = server._map
+
+        def close_all() -> None:
+            wasyncore.close_all(socket_map)
+
+        if thread.is_alive():
+            # The loop owns the sockets: close them all from its own thread.
+            # With its socket map empty, the loop (and server.run()) returns.
+            server.trigger.pull_trigger(close_all)
+            thread.join(stop_timeout)
+        else:
+            close_all()
+        problems = []
+        if thread.is_alive():
+            problems.append("its socket loop is still running")
+        if dispatcher.threads:
+            problems.append(f"{len(dispatcher.threads)} worker thread(s) still run")
+        if problems:
+            raise RuntimeError(
+                f"waitress did not stop within {stop_timeout} s: {'; '.join(problems)}"
+            )
+
+
+def _gunicorn_version() -> tuple[int, ...]:
+    gunicorn = importlib.import_module("gunicorn")
+    return tuple(gunicorn.version_info)
+
+
+@contextmanager
+def serve_gunicorn(
+    app_spec: str,
+    *,
+    threads: int = 2,
+    probe_path: str = "/",
+    start_timeout: float = 20.0,
+    stop_timeout: float = 10.0,
+    env: Mapping[str, str] | None = None,
+    log: list[str] | None = None,
+) -> Iterator[str]:
+    """Serve *app_spec* with gunicorn (one ``gthread`` worker) in a subprocess.
+
+    *app_spec* is what gunicorn imports, e.g. ``"wsgi_probe:build_app()"``;
+    this folder and the project root are put on the subprocess's
+    ``PYTHONPATH``, and *env* is added to its environment. The worker runs
+    *threads* threads.
+
+    The port is never guessed: this process binds a socket on 127.0.0.1 and an
+    OS-chosen port, listens, and hands the file descriptor over
+    (``--bind fd://N``), so requests queue there until the worker accepts
+    them. gunicorn runs in a session of its own with its output in a
+    temporary file; *log*, if given, receives that output when the server has
+    stopped. On exit the server gets SIGTERM (a graceful stop) and must exit
+    within *stop_timeout* seconds with its whole process group; otherwise the
+    group is killed and ``RuntimeError`` raised.
+    """
+    graceful = max(int(stop_timeout / 3), 1)
+    options = [
+        "--worker-class",
+        "gthread",
+        "--workers",
+        "1",
+        "--threads",
+        str(threads),
+        "--graceful-timeout",
+        str(graceful),
+        "--keep-alive",
+        "5",
+        "--log-level",
+        "warning",
+        "--error-logfile",
+        "-",
+    ]
+    if _gunicorn_version() >= (25, 1):
+        # Otherwise each server creates ~/.gunicorn/gunicorn.ctl.
+        options.append("--no-control-socket")
+    paths = [str(_SUPPORT_DIR), str(_PROJECT_ROOT)]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    environment = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(paths)}
+
+    with tempfile.TemporaryFile() as output:
+
+        def read_output() -> str:
+            output.seek(0)
+            return output.read().decode("utf-8", "replace")
+
+        def details() -> str:
+            return f"; its output:\n{read_output()}"
+
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+            listener.bind((_HOST, 0))
+            listener.listen(128)
+            port = listener.getsockname()[1]
+            fd = listener.fileno()
+            command = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                *options,
+                "--bind",
+                f"fd://{fd}",
+                app_spec,
+            ]
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                pass_fds=(fd,),
+                env=environment,
+                cwd=_PROJECT_ROOT,
+                start_new_session=True,
+            )
+        # gunicorn holds its own copy of the listening socket now.
+        try:
+            try:
+                _await_serving(
+                    "gunicorn",
+                    port,
+                    probe_path,
+                    start_timeout,
+                    lambda: process.poll() is None,
+                    details,
+                )
+                yield f"http://{_HOST}:{port}"
+            finally:
+                _stop_process_group(process, "gunicorn", stop_timeout, details)
+        finally:
+            if log is not None:
+                log.append(read_output())
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _kill_group(group: int) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+
+
+def _stop_process_group(
+    process: subprocess.Popen[bytes],
+    name: str,
+    timeout: float,
+    details: Callable[[], str],
+) -> None:
+    """SIGTERM *process*, wait for it and its group; kill all on a timeout."""
+    # start_new_session: the process leads a group of its own, id == pid.
+    group = process.pid
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(group)
+        process.wait(timeout)
+        raise RuntimeError(
+            f"{name} did not exit within {timeout} s of SIGTERM; killed{details()}"
+        ) from None
+    try:
+        # The master reaps its workers before it exits; wait for stragglers.
+        wait_until(
+            lambda: not _group_alive(group),
+            timeout=timeout,
+            what=f"the exit of {name}'s workers",
+        )
+    except TimeoutError:
+        _kill_group(group)
+        raise RuntimeError(
+            f"{name} left processes running after it exited; killed{details()}"
+        ) from None
+    if process.returncode != 0:
+        raise RuntimeError(f"{name} exited with status {process.returncode}{details()}")
+
+
+class _QuietWsgirefHandler(_WsgirefHandler):
+    """wsgiref's request handler without the access log; errors still log."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Log nothing per request."""
+
+
+class _WsgirefTestServer(_WsgirefServer):
+    """wsgiref's server with room for many queued connections.
+
+    It serves one connection at a time and closes each after one response
+    (HTTP/1.0), so concurrent clients queue in the listen backlog.
+    """
+
+    request_queue_size = 128
+
+
+@contextmanager
+def serve_wsgiref(
+    app: WSGIApplication,
+    *,
+    probe_path: str = "/",
+    start_timeout: float = 10.0,
+    stop_timeout: float = 10.0,
+) -> Iterator[str]:
+    """Serve *app* with ``wsgiref.simple_server`` on 127.0.0.1.
+
+    One thread, ``wsgiref-test-server``, accepts and serves every request in
+    turn, one connection per request. It calls ``handle_request()`` with a
+    short timeout until told to stop, rather than ``serve_forever()``, whose
+    ``shutdown()`` waits without a timeout. On exit it must end within
+    *stop_timeout* seconds, or ``RuntimeError`` is raised.
+    """
+    server = _WsgirefTestServer((_HOST, 0), _QuietWsgirefHandler)
+    server.set_app(app)
+    server.timeout = _LOOP_TICK
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            server.handle_request()
+
+    thread = threading.Thread(target=loop, name="wsgiref-test-server", daemon=True)
+    port = int(server.server_address[1])
+    try:
+        thread.start()
+        _await_serving("wsgiref", port, probe_path, start_timeout, thread.is_alive)
+        yield f"http://{_HOST}:{port}"
+    finally:
+        stop.set()
+        thread.join(stop_timeout)
+        server.server_close()
+        if thread.is_alive():
+            raise RuntimeError(f"wsgiref did not stop within {stop_timeout} s")

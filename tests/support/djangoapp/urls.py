@@ -14,4 +14,5 @@ urlpatterns: list[URLPattern] = [
     path("error/async/", views.async_error_view),
     path("error/sync/", views.sync_error_view),
     path("environ/", views.environ_view),
+    path("file/", views.file_view),
 ]

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import io
 import threading
 from collections.abc import AsyncIterator, Iterator
 
-from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 
 from correlation import get_request_id
 
@@ -128,3 +134,8 @@ def environ_view(request: HttpRequest) -> JsonResponse:
             "environ": request.META.get("correlation.request_id"),
         }
     )
+
+
+def file_view(request: HttpRequest) -> FileResponse:
+    """A FileResponse: under WSGI Django hands it to ``wsgi.file_wrapper``."""
+    return FileResponse(io.BytesIO(b"file body"), content_type="text/plain")
