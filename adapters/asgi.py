@@ -17,11 +17,6 @@ if typing.TYPE_CHECKING:
 
 __all__ = ["RequestIdMiddleware"]
 
-# Where the adapter leaves its binding in the scope copy it passes on, so that
-# a second adapter further in can tell a real outer adapter from a binding
-# left over in a context copied from an earlier request (uvicorn issue 2167).
-_SCOPE_KEY = "correlation.binding"
-
 # Messages that open a response and carry its headers. The last one is the
 # WebSocket denial response extension.
 _HEADER_MESSAGES = frozenset(
@@ -85,7 +80,7 @@ class RequestIdMiddleware:
         binding = None
         outer = _context.current_binding()
         if (
-            scope.get(_SCOPE_KEY) is outer
+            scope.get(_context.MARKER_KEY) is outer
             and outer is not None
             and outer.request_id is not None
         ):
@@ -109,7 +104,7 @@ class RequestIdMiddleware:
             if state is None:
                 state = scope["state"] = {}
             state["request_id"] = request_id
-            scope[_SCOPE_KEY] = outer
+            scope[_context.MARKER_KEY] = outer
 
             if config.response_header:
                 await self.app(scope, receive, _HeaderSender(send, name, id_bytes))

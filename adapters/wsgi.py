@@ -25,10 +25,6 @@ __all__ = ["RequestIdMiddleware"]
 #: not the context (a server's access-log atoms, say).
 ENVIRON_KEY = "correlation.request_id"
 
-# The binding the adapter serves the request under, so that a second adapter
-# further in agrees with it (see the ASGI adapter's scope key).
-_BINDING_KEY = "correlation.binding"
-
 
 class RequestIdMiddleware:
     """Read, check or generate the request id, and bind it for the request.
@@ -110,7 +106,7 @@ class RequestIdMiddleware:
             binding = outer = _context.bind_request_id(request_id)
 
         environ[ENVIRON_KEY] = request_id
-        environ[_BINDING_KEY] = outer
+        environ[_context.MARKER_KEY] = outer
         if config.update_request_header:
             environ[self._environ_header] = request_id
 
@@ -163,11 +159,11 @@ def _id_start_response(
 
 
 def _marker(environ: WSGIEnvironment) -> object:
-    marker = environ.get(_BINDING_KEY)
+    marker = environ.get(_context.MARKER_KEY)
     if marker is None:
         scope = environ.get("asgi.scope")
         if isinstance(scope, dict):
-            marker = scope.get(_BINDING_KEY)
+            marker = scope.get(_context.MARKER_KEY)
     return marker
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from contextvars import ContextVar, Token
 
 __all__ = [
+    "MARKER_KEY",
     "Binding",
     "bind_request_id",
     "current_binding",
@@ -35,6 +36,13 @@ class Binding:
         state = "ended" if self.request_id is None else repr(self.request_id)
         return f"<correlation Binding {state}>"
 
+
+#: The key under which an adapter leaves the request's binding in the scope or
+#: environ it passes on, so that a second adapter further in can tell a real
+#: outer adapter from a binding left over in a context copied from an earlier
+#: request (uvicorn issue 2167). Shared by both adapters: a2wsgi hands the ASGI
+#: scope to WSGI apps as ``environ["asgi.scope"]``.
+MARKER_KEY = "correlation.binding"
 
 # Package-prefixed name, so the var is recognisable in copy_context() dumps.
 _BINDING: ContextVar[Binding | None] = ContextVar("correlation.binding", default=None)
