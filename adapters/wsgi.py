@@ -21,9 +21,9 @@ if typing.TYPE_CHECKING:
 
 __all__ = ["RequestIdMiddleware"]
 
-#: The environ key holding the final id, for code that has the environ but
-#: not the context (a server's access-log atoms, say).
-ENVIRON_KEY = "correlation.request_id"
+# The environ key holding the final id (fixed by the contract), for code that
+# has the environ but not the context: a server's access-log atoms, say.
+_ENVIRON_KEY = "correlation.request_id"
 
 
 class RequestIdMiddleware:
@@ -105,7 +105,7 @@ class RequestIdMiddleware:
             request_id = _config.resolve_request_id(config, incoming)
             binding = outer = _context.bind_request_id(request_id)
 
-        environ[ENVIRON_KEY] = request_id
+        environ[_ENVIRON_KEY] = request_id
         environ[_context.MARKER_KEY] = outer
         if config.update_request_header:
             environ[self._environ_header] = request_id

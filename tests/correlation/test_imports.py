@@ -73,9 +73,10 @@ def test_core_import_loads_no_framework() -> None:
     assert loaded.isdisjoint(CORE_FORBIDDEN), sorted(loaded & set(CORE_FORBIDDEN))
 
 
-def test_asgi_adapter_import_loads_no_web_framework() -> None:
-    """import adapters.asgi loads no web framework, server or client."""
-    loaded = _modules_loaded_by("import adapters.asgi")
+@pytest.mark.parametrize("module", ["adapters.asgi", "adapters.wsgi"])
+def test_adapter_import_loads_no_web_framework(module: str) -> None:
+    """Importing an adapter loads no web framework, server or client."""
+    loaded = _modules_loaded_by(f"import {module}")
     assert {"adapters", "correlation"} <= loaded
     assert loaded.isdisjoint(WEB_FRAMEWORKS), sorted(loaded & set(WEB_FRAMEWORKS))
 

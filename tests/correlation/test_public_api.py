@@ -10,11 +10,13 @@ import pytest
 
 import adapters
 import adapters.asgi
+import adapters.wsgi
 import correlation
 
 MODULES = [
     pytest.param(correlation, id="correlation"),
     pytest.param(adapters.asgi, id="adapters.asgi"),
+    pytest.param(adapters.wsgi, id="adapters.wsgi"),
 ]
 
 
@@ -59,6 +61,7 @@ def test_correlation_exports_the_fixed_names() -> None:
     """The contract's fixed core names are exported."""
     assert {"Config", "get_request_id"} <= set(correlation.__all__)
     assert adapters.asgi.__all__ == ["RequestIdMiddleware"]
+    assert adapters.wsgi.__all__ == ["RequestIdMiddleware"]
 
 
 def test_version_is_a_str() -> None:
