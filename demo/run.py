@@ -143,9 +143,11 @@ def serve_inventory() -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
+        # Workers first, then the sockets: the other order can leave a worker
+        # writing to a closed socket (an EBADF traceback, seen on 3.10).
+        server.task_dispatcher.shutdown(timeout=10)
         server.close()
         thread.join(timeout=10)
-        server.task_dispatcher.shutdown(timeout=10)
         sock.close()
 
 
