@@ -1,0 +1,76 @@
+"""What the benchmark ran on: CPU, cores, load, Python and package versions."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import sys
+from pathlib import Path
+
+#: Distributions whose versions a report names.
+PACKAGES = (
+    "correlation-toolkit",
+    "asgi-correlation-id",
+    "flask-log-request-id",
+    "django-guid",
+    "django-log-request-id",
+    "starlette",
+    "flask",
+    "werkzeug",
+    "django",
+    "asgiref",
+    "uvicorn",
+    "httptools",
+    "uvloop",
+    "waitress",
+    "gunicorn",
+    "pyperf",
+)
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (empty where the OS has none)."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return []
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo``, or what ``platform`` says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict[str, str]:
+    """The installed version of each package in ``PACKAGES`` (absent: none)."""
+    found: dict[str, str] = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def describe() -> dict[str, object]:
+    """Everything a report says about the machine and the software."""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC"
+        ),
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "executable": sys.executable,
+        "load_average": load_average(),
+        "versions": versions(),
+    }
