@@ -69,13 +69,21 @@ class RequestIdMiddleware:
 
         name = self._name
         config = self.config
-        found: list[bytes] = []
-        kept: list[tuple[bytes, bytes]] = []
-        for item in scope.get("headers", ()):
-            if item[0].lower() == name:
-                found.append(item[1])
-            else:
-                kept.append(item)
+        headers = scope.get("headers") or []
+        if type(headers) is not list:
+            headers = list(headers)  # a one-shot iterable is read twice below
+        name_len = len(name)
+        found = None
+        for item in headers:
+            key = item[0]
+            # Inlined (this loop runs for every header of every request):
+            # servers send lowercased names, as ASGI asks, so the plain
+            # comparison decides almost always without a lowered copy.
+            if key == name or (len(key) == name_len and key.lower() == name):
+                if found is None:
+                    found = [item]
+                else:
+                    found.append(item)
 
         binding = None
         outer = _context.current_binding()
@@ -89,8 +97,10 @@ class RequestIdMiddleware:
             request_id = outer.request_id
         else:
             incoming = None
-            if found:
-                incoming = _ids.join_header_values([v.decode("latin-1") for v in found])
+            if found is not None:
+                incoming = _ids.join_header_values(
+                    [item[1].decode("latin-1") for item in found]
+                )
             request_id = _config.resolve_request_id(config, incoming)
             binding = outer = _context.bind_request_id(request_id)
 
@@ -98,8 +108,16 @@ class RequestIdMiddleware:
             id_bytes = request_id.encode("ascii")
             scope = dict(scope)
             if config.update_request_header:
-                kept.append((name, id_bytes))
-                scope["headers"] = kept
+                if found is None:
+                    headers = [*headers, (name, id_bytes)]
+                elif len(found) == 1:
+                    # The usual case: put the final id where the client's was.
+                    headers = headers.copy()
+                    headers[headers.index(found[0])] = (name, id_bytes)
+                else:
+                    headers = [item for item in headers if item not in found]
+                    headers.append((name, id_bytes))
+                scope["headers"] = headers
             state = scope.get("state")
             if state is None:
                 state = scope["state"] = {}
@@ -107,7 +125,13 @@ class RequestIdMiddleware:
             scope[_context.MARKER_KEY] = outer
 
             if config.response_header:
-                await self.app(scope, receive, _HeaderSender(send, name, id_bytes))
+
+                async def send_with_id(message: Message) -> None:
+                    if message["type"] in _HEADER_MESSAGES:
+                        message = _with_header(message, name, id_bytes)
+                    await send(message)
+
+                await self.app(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send)
         except Exception as exc:
@@ -119,30 +143,18 @@ class RequestIdMiddleware:
                 _context.unbind(binding)
 
 
-class _HeaderSender:
-    """The ``send`` callable handed to the app: adds the id header once."""
-
-    __slots__ = ("_name", "_send", "_value")
-
-    def __init__(self, send: Send, name: bytes, value: bytes) -> None:
-        self._send = send
-        self._name = name
-        self._value = value
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] in _HEADER_MESSAGES:
-            message = self._with_header(message)
-        await self._send(message)
-
-    def _with_header(self, message: Message) -> Message:
-        headers = list(message.get("headers", ()))
-        name = self._name
+def _with_header(message: Message, name: bytes, value: bytes) -> Message:
+    """Return *message* with the id header added, unless the app set one."""
+    headers = message.get("headers")
+    if headers:
+        name_len = len(name)
         for item in headers:
-            if item[0].lower() == name:
+            key = item[0]
+            if key == name or (len(key) == name_len and key.lower() == name):
                 # The application chose its own value: keep it, add no second.
                 return message
-        headers.append((name, self._value))
-        # A new message, so an application that reuses its dict is unaffected.
-        message = dict(message)
-        message["headers"] = headers
-        return message
+        headers = [*headers, (name, value)]
+    else:
+        headers = [(name, value)]
+    # A new message, so an application that reuses its dict is unaffected.
+    return {**message, "headers": headers}

@@ -7,7 +7,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from correlation._ids import default_validator, generate_id, passes_floor
+from correlation._ids import (
+    _DEFAULT_RULE,
+    default_validator,
+    generate_id,
+    passes_floor,
+)
 
 _logger = logging.getLogger("correlation")
 
@@ -135,6 +140,12 @@ def resolve_request_id(config: Config, incoming: str | None) -> str:
     forged CR/LF or escape sequence would do harm.
     """
     if incoming is not None and config.trust_incoming:
+        if (
+            config.validator is default_validator
+            and _DEFAULT_RULE.fullmatch(incoming) is not None
+        ):
+            # The common case in one step: the default rule implies the floor.
+            return incoming
         if passes_floor(incoming):
             try:
                 if config.validator(incoming):
