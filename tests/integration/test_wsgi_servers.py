@@ -1,20 +1,27 @@
-"""The WSGI adapter behind real threaded WSGI servers, over real sockets.
+"""The WSGI adapter behind real WSGI servers, over real sockets.
 
-Each test starts a server on 127.0.0.1 with a small, fixed set of request
-threads and sends it far more requests than it has threads, so every thread
-serves many requests in turn:
+The contract's promises must hold on every server, whatever it does to a
+header on the way in, and however it reuses threads. Servers, each on
+127.0.0.1 and stopped by the tests:
 
-- waitress, in this process: a socket loop thread and 3 worker threads;
-- gunicorn with one ``gthread`` worker of 2 threads, in a subprocess (its
-  output must hold no traceback, and warnings are errors there too);
-- ``wsgiref.simple_server``, in this process: one thread serves everything.
+- ``wsgiref``: the standard library's server, one thread, in this process;
+- ``waitress``: 3 worker threads, in this process;
+- ``werkzeug``: werkzeug's development server (``make_server(...,
+  threaded=True)``), a new thread per connection, in this process;
+- ``gunicorn-sync``: one ``sync`` worker (one thread), in a subprocess;
+- ``gunicorn-gthread``: one ``gthread`` worker of 2 threads, in a subprocess.
 
-The app is ``wsgi_probe.build_app()``: plain WSGI endpoints behind
-``RequestIdMiddleware`` behind a WSGI checker (wsgiref's ``validator``, or
-werkzeug's ``LintMiddleware`` under gunicorn), behind a recording layer that
-checks the server's own context never holds an id. The endpoints report what
-they see in the response body; ``close()`` callbacks report to the server-side
-records, which the tests read over HTTP (``/_records``).
+Each serves a site from ``wsgi_probe.build_site``: the plain WSGI probe on
+every server, Flask on waitress and werkzeug, Django's WSGI handler on both
+gunicorns, all behind ``RequestIdMiddleware``, all behind a recording layer
+that checks the server's own context never holds an id. The apps report what
+they see in the response body; ``close()`` callbacks and log records (through
+a handler with ``RequestIdFilter``) go to server-side records, which the tests
+read over HTTP. A test *target* is a server and an app on it.
+
+Each server is started once per module, when a test first needs it; every
+test starts from cleared records, and checks that the server logged no
+traceback it did not cause on purpose.
 """
 
 from __future__ import annotations
@@ -24,110 +31,313 @@ import os
 import secrets
 import socket
 import struct
+import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 from asgi_testing import HEX32
-from servers import serve_gunicorn, serve_waitress, serve_wsgiref, wait_until
-from wsgi_probe import LINE_SIZE, LONG_LIMIT_SECONDS, RECORDS_PATH, STREAM_CHUNKS
-from wsgi_probe import build_app as build_probe_app
+from servers import (
+    WsgiServer,
+    serve_gunicorn,
+    serve_waitress,
+    serve_werkzeug,
+    serve_wsgiref,
+    wait_until,
+)
+from wsgi_probe import (
+    ERROR_MESSAGE,
+    LINE_SIZE,
+    LONG_LIMIT_SECONDS,
+    RECORDS_PATH,
+    RESET_PATH,
+    STREAM_CHUNKS,
+    UNTRUSTED,
+    Framework,
+    Recorder,
+    build_site,
+)
 
 HEADER = "X-Request-ID"
-REQUEST_COUNT = 300
-CLIENT_THREADS = 8
 CLIENT_TIMEOUT = httpx.Timeout(20.0)
+#: Plain HTTP on 127.0.0.1 only: no client needs the default TLS context,
+#: whose construction (loading CA certificates) costs ~80 ms per client.
+VERIFY = False
 SOCKET_TIMEOUT = 10.0
-WAITRESS_THREADS = 3
-GUNICORN_THREADS = 2
+#: Requests of the concurrency test, and the client threads sending them.
+CONCURRENT_REQUESTS = 520
+CLIENT_THREADS = 16
+#: Requests without an id the keep-alive test sends over one connection.
+SEQUENTIAL_REQUESTS = 40
 PATHS = ("/id", "/stream", "/closing")
+#: Log records each path makes, all carrying the request's id: the handler's,
+#: one per streamed chunk, and the close() callback's.
+RECORDS_PER_PATH = {"/id": 1, "/stream": 1 + STREAM_CHUNKS, "/closing": 2}
+#: The middleware of the Django test project report "<id in>|<id out>".
+DJANGO_MIDDLEWARE_HEADERS = ("X-Seen-By-Sync-Middleware", "X-Seen-By-Async-Middleware")
 
-pytestmark = pytest.mark.parametrize("server", ["waitress", "gunicorn", "wsgiref"])
+GUNICORN_ENV = {
+    # Warnings are errors in the worker too (werkzeug's LintMiddleware warns);
+    # but gunicorn itself leaks a socket object when it takes over an fd://
+    # listener (sock.create_sockets), which would fail every start.
+    "PYTHONWARNINGS": "error,ignore::ResourceWarning",
+}
 
 
-# --- servers --------------------------------------------------------------------
+# --- the servers ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Live:
-    """A running server: its base URL and how many request threads it has."""
+class Kind:
+    """A server under test, and what it truthfully does.
+
+    The behaviours are those of gunicorn 27.0, waitress 3.0 and werkzeug 3.1;
+    a server release that changes one fails a test that names it.
+    """
 
     name: str
-    url: str
-    threads: int
+    #: The framework mounted next to the probe.
+    framework: Framework
+    #: Request threads per process, reused for request after request; ``None``
+    #: for a server that starts a new thread for every connection.
+    threads: int | None
+    #: Whether a connection carries more than one request.
+    keeps_alive: bool
+    #: What it hands the app for two ``X-Request-ID`` lines "a" and "b".
+    joined: str
+    #: Whether it keeps the trailing spaces of ``X-Request-ID:   ws-<token>  ``
+    #: (all strip the leading ones).
+    keeps_trailing_space: bool
+    #: Whether a bare CR or LF inside a header value ends the header line
+    #: (``email.feedparser`` under ``http.server``) instead of a 400.
+    splits_at_bare_cr_lf: bool
+    start: Callable[[], AbstractContextManager[WsgiServer]]
+
+    @property
+    def apps(self) -> tuple[str, ...]:
+        """The mounts tests address: the probe, and the framework's app."""
+        return ("probe", self.framework) if self.framework else ("probe",)
+
+
+@contextmanager
+def in_process(
+    serve: Callable[[Recorder], AbstractContextManager[WsgiServer]],
+    recorder: Recorder,
+) -> Iterator[WsgiServer]:
+    """Serve a site in this process; detach its log handlers afterwards."""
+    try:
+        with serve(recorder) as server:
+            yield server
+    finally:
+        recorder.site.detach_all()
+
+
+KINDS = {
+    kind.name: kind
+    for kind in [
+        Kind(
+            "wsgiref",
+            "",
+            threads=1,
+            keeps_alive=False,
+            joined="a,b",
+            keeps_trailing_space=False,
+            splits_at_bare_cr_lf=True,
+            start=lambda: in_process(
+                lambda s: serve_wsgiref(s, probe_path=RECORDS_PATH),
+                build_site("", "wsgiref"),
+            ),
+        ),
+        Kind(
+            "waitress",
+            "flask",
+            threads=3,
+            keeps_alive=True,
+            joined="a, b",
+            keeps_trailing_space=False,
+            splits_at_bare_cr_lf=False,
+            start=lambda: in_process(
+                lambda s: serve_waitress(s, threads=3, probe_path=RECORDS_PATH),
+                build_site("flask", "wsgiref"),
+            ),
+        ),
+        Kind(
+            "werkzeug",
+            "flask",
+            threads=None,
+            keeps_alive=False,
+            joined="a,b",
+            keeps_trailing_space=True,
+            splits_at_bare_cr_lf=True,
+            # werkzeug puts an int REMOTE_PORT in the environ, which wsgiref's
+            # validator rejects: LintMiddleware checks instead.
+            start=lambda: in_process(
+                lambda s: serve_werkzeug(s, probe_path=RECORDS_PATH),
+                build_site("flask", "werkzeug"),
+            ),
+        ),
+        Kind(
+            "gunicorn-sync",
+            "django",
+            threads=1,
+            keeps_alive=False,
+            joined="a,b",
+            keeps_trailing_space=False,
+            splits_at_bare_cr_lf=False,
+            start=lambda: serve_gunicorn(
+                'wsgi_probe:build_site("django", "werkzeug")',
+                worker="sync",
+                probe_path=RECORDS_PATH,
+                env=GUNICORN_ENV,
+            ),
+        ),
+        Kind(
+            "gunicorn-gthread",
+            "django",
+            threads=2,
+            keeps_alive=True,
+            joined="a,b",
+            keeps_trailing_space=False,
+            splits_at_bare_cr_lf=False,
+            start=lambda: serve_gunicorn(
+                'wsgi_probe:build_site("django", "werkzeug")',
+                worker="gthread",
+                threads=2,
+                probe_path=RECORDS_PATH,
+                env=GUNICORN_ENV,
+            ),
+        ),
+    ]
+}
+
+SERVERS = list(KINDS)
+TARGETS = [
+    pytest.param(name, app, id=f"{name}-{app}")
+    for name, kind in KINDS.items()
+    for app in kind.apps
+]
+each_server = pytest.mark.parametrize("server", SERVERS)
+each_target = pytest.mark.parametrize(("server", "app"), TARGETS)
+
+
+class Pool:
+    """The servers of this module, each started when a test first needs it."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self.stack = stack
+        self.running: dict[str, WsgiServer] = {}
+        self.pids: dict[str, int] = {}
+
+    def get(self, name: str) -> WsgiServer:
+        """The running server *name*; started now if it is not yet."""
+        if name not in self.running:
+            self.running[name] = self.stack.enter_context(KINDS[name].start())
+        return self.running[name]
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[Pool]:
+    """Every server a test of this module started; all stopped at its end."""
+    with ExitStack() as stack:
+        yield Pool(stack)
+
+
+@dataclass
+class Live:
+    """A server a test talks to, with its records cleared for the test."""
+
+    kind: Kind
+    server: WsgiServer
+    log_start: int
+    records_client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.records_client = httpx.Client(
+            base_url=self.server.url, timeout=CLIENT_TIMEOUT, verify=VERIFY
+        )
 
     @property
     def address(self) -> tuple[str, int]:
         """The (host, port) the server listens on."""
-        url = httpx.URL(self.url)
-        assert url.port is not None
-        return url.host, url.port
+        return self.server.address
+
+    def client(self, connections: int = 1) -> httpx.Client:
+        """A keep-alive client with at most *connections* connections."""
+        limits = httpx.Limits(
+            max_connections=connections, max_keepalive_connections=connections
+        )
+        return httpx.Client(
+            base_url=self.server.url,
+            limits=limits,
+            timeout=CLIENT_TIMEOUT,
+            verify=VERIFY,
+        )
+
+    def snapshot(self, path: str = RECORDS_PATH) -> Any:
+        """The server-side records as they are now."""
+        response = self.records_client.get(path)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def records(self, calls: int | None = None) -> Any:
+        """The records once every call ended (and *calls* calls were made).
+
+        A server may call ``close()`` after the client has read the whole
+        body, so poll.
+        """
+
+        def settled() -> Any:
+            records = self.snapshot()
+            done = records["ended"] == records["calls"]
+            if calls is not None:
+                done = done and records["calls"] == calls
+            return records if done else None
+
+        return wait_until(settled, what="the end of every call")
+
+    def new_log(self) -> str:
+        """What the server logged since the test began."""
+        return self.server.log()[self.log_start :]
 
 
 @contextmanager
-def running(server: str) -> Iterator[Live]:
-    """Start *server* with a new probe app; stop it on exit, whatever happens."""
-    if server == "waitress":
-        with serve_waitress(
-            build_probe_app(), threads=WAITRESS_THREADS, probe_path=RECORDS_PATH
-        ) as url:
-            yield Live(server, url, WAITRESS_THREADS)
-    elif server == "gunicorn":
-        log: list[str] = []
-        with serve_gunicorn(
-            'wsgi_probe:build_app("werkzeug")',
-            threads=GUNICORN_THREADS,
-            probe_path=RECORDS_PATH,
-            # Warnings are errors, as in this process; but gunicorn itself
-            # leaks a socket object when it takes over an fd:// listener
-            # (sock.create_sockets), which would fail every start.
-            env={"PYTHONWARNINGS": "error,ignore::ResourceWarning"},
-            log=log,
-        ) as url:
-            yield Live(server, url, GUNICORN_THREADS)
-        # What no response shows: an error in the worker, or a body garbage
-        # collected unclosed (the checker complains from __del__).
-        assert "Traceback" not in log[0], log[0]
-        assert "Exception ignored" not in log[0], log[0]
-    else:
-        assert server == "wsgiref"
-        with serve_wsgiref(build_probe_app(), probe_path=RECORDS_PATH) as url:
-            yield Live(server, url, 1)
+def serving(pool: Pool, name: str, *, tracebacks: bool = False) -> Iterator[Live]:
+    """The pool's server *name*, with cleared records.
 
-
-def new_client(live: Live, connections: int = 1) -> httpx.Client:
-    """A keep-alive client for *live* with at most *connections* connections."""
-    limits = httpx.Limits(
-        max_connections=connections, max_keepalive_connections=connections
-    )
-    return httpx.Client(base_url=live.url, limits=limits, timeout=CLIENT_TIMEOUT)
-
-
-def settled_records(client: httpx.Client, calls: int | None = None) -> Any:
-    """Return the server-side records once every body handed out was closed.
-
-    A server may call ``close()`` after the client has read the whole body,
-    so poll. With *calls*, also wait until that many requests reached the app.
+    On a clean exit: the server's context never held an id, it is still the
+    same process, and (unless *tracebacks*) it logged no traceback.
     """
+    server = pool.get(name)
+    live = Live(KINDS[name], server, len(server.log()))
+    try:
+        live.records()
+        pid = live.snapshot(RESET_PATH)["pid"]
+        # A gunicorn worker that died and was replaced would lose the records.
+        assert pool.pids.setdefault(name, pid) == pid
+        yield live
+        final = live.records()
+        assert final["violations"] == [], final["violations"]
+        assert final["pid"] == pid
+        log = live.new_log()
+        if not tracebacks:
+            assert "Traceback" not in log, log
+            assert "Exception ignored" not in log, log
+    finally:
+        live.records_client.close()
 
-    def settled() -> Any:
-        response = client.get(RECORDS_PATH)
-        assert response.status_code == 200, response.text
-        records = response.json()
-        done = records["closed"] == records["calls"]
-        if calls is not None:
-            done = done and records["calls"] == calls
-        return records if done else None
 
-    return wait_until(settled, what="closing every response body")
+# --- what a response says ---------------------------------------------------------
 
 
-# --- requests and replies -------------------------------------------------------
+def mount(app: str, *, trusted: bool = True) -> str:
+    """The path prefix of *app* on a site."""
+    return f"/{app}" if trusted else f"/{app}{UNTRUSTED}"
 
 
 @dataclass(frozen=True)
@@ -138,8 +348,8 @@ class Reply:
     sent: str | None
     request_id: str
     ids: list[str | None]
-    idents: frozenset[int]
-    pids: frozenset[int]
+    threads: frozenset[tuple[int, int]]
+    thread_names: frozenset[str]
 
 
 def headers_for(request_id: str | None) -> dict[str, str]:
@@ -149,18 +359,46 @@ def headers_for(request_id: str | None) -> dict[str, str]:
 
 def reports_in(body: bytes) -> list[dict[str, Any]]:
     """Parse a body of padded JSON report lines."""
-    assert len(body) % LINE_SIZE == 0, body[:200]
+    assert len(body) % LINE_SIZE == 0, body[:300]
     return [json.loads(line) for line in body.splitlines()]
 
 
-def check_reply(response: httpx.Response, sent: str | None) -> Reply:
-    """Check that every id in *response* is its one final id; return the facts.
+def check_body(
+    path: str,
+    request_id: str,
+    headers: Callable[[str], list[str]],
+    body: bytes,
+    sent: str | None = None,
+) -> Reply:
+    """Check that everything in a response names *request_id*; return the facts."""
+    endpoint = "/" + path.rsplit("/", 1)[1]
+    reports = reports_in(body)
+    if endpoint == "/stream":
+        assert [r["chunk"] for r in reports] == list(range(STREAM_CHUNKS))
+    else:
+        assert len(reports) == 1, reports
+    # In the handler and in every chunk made after it returned: the context,
+    # the environ key and the request header the framework shows all hold
+    # the one id.
+    ids = [r[key] for r in reports for key in ("context_id", "environ_id", "header")]
+    assert ids == [request_id] * len(ids), (path, request_id, reports)
+    if path.startswith("/django"):
+        for name in DJANGO_MIDDLEWARE_HEADERS:
+            assert headers(name) == [f"{request_id}|{request_id}"], (path, name)
+    return Reply(
+        endpoint,
+        sent,
+        request_id,
+        ids,
+        frozenset((r["pid"], r["ident"]) for r in reports),
+        frozenset(r["thread"] for r in reports),
+    )
 
-    *sent* is the id the client sent, or ``None`` when it sent no header (the
-    adapter must then have generated a 32-hex id).
-    """
+
+def check_reply(response: httpx.Response, sent: str | None) -> Reply:
+    """Check one httpx response: one id header, the sent id or a fresh one."""
     path = response.request.url.path
-    assert response.status_code == 200, (path, response.text)
+    assert response.status_code == 200, (path, response.text[:500])
     echoed = response.headers.get_list(HEADER)
     assert len(echoed) == 1, (path, echoed)
     request_id = echoed[0]
@@ -168,256 +406,351 @@ def check_reply(response: httpx.Response, sent: str | None) -> Reply:
         assert HEX32.fullmatch(request_id), (path, request_id)
     else:
         assert request_id == sent, (path, request_id, sent)
-
-    reports = reports_in(response.content)
-    if path == "/stream":
-        assert [r["chunk"] for r in reports] == list(range(STREAM_CHUNKS))
-    else:
-        assert len(reports) == 1, reports
-    # In the handler and in every chunk made after it returned: the context,
-    # the environ key and the rewritten request header all hold the one id.
-    ids = [r[key] for r in reports for key in ("context_id", "environ_id", "header")]
-    assert ids == [request_id] * len(ids), (path, request_id, reports)
-    return Reply(
-        path,
-        sent,
-        request_id,
-        ids,
-        frozenset(r["ident"] for r in reports),
-        frozenset(r["pid"] for r in reports),
+    return check_body(
+        path, request_id, response.headers.get_list, response.content, sent
     )
 
 
-def make_plan(prefix: str) -> list[tuple[str, str | None]]:
-    """REQUEST_COUNT (path, id) pairs over every endpoint; every third has no id."""
-    plan: list[tuple[str, str | None]] = []
-    for n in range(REQUEST_COUNT):
-        path = PATHS[(n // 3) % len(PATHS)]
-        request_id = None if n % 3 == 0 else f"{prefix}-{n:03d}-{secrets.token_hex(4)}"
-        plan.append((path, request_id))
-    return plan
+def check_records(
+    records: Any, replies: Sequence[Reply], *, others: Collection[str] = ()
+) -> None:
+    """The server side agrees with *replies*: closes and log records.
 
-
-def check_all(
-    live: Live,
-    plan: Sequence[tuple[str, str | None]],
-    replies: Sequence[Reply],
-    records: Any,
-) -> set[int]:
-    """The checks every many-request test shares; returns the server threads used."""
-    assert len(replies) == len(plan) == REQUEST_COUNT
-    # No request saw another's id: every reply's ids are its own (check_reply),
-    # and no two replies share one.
-    assert len({r.request_id for r in replies}) == REQUEST_COUNT
-    sent = {s for _, s in plan if s is not None}
-    fresh = [r.request_id for r in replies if r.sent is None]
-    assert len(fresh) == REQUEST_COUNT // 3
-    assert sent.isdisjoint(fresh)
-
-    # Thread reuse really happened: few threads, each serving many requests,
-    # all in one process.
-    idents = {i for r in replies for i in r.idents}
-    assert len(idents) <= live.threads < REQUEST_COUNT, idents
-    assert len({p for r in replies for p in r.pids}) == 1
-
-    # Server side: every body closed, the server's context never held an id,
-    # and each close() callback saw its own request's id.
+    *others* are the ids of the other calls the records hold (each one call),
+    which the test checks itself.
+    """
     assert records["violations"] == []
-    assert records["calls"] == records["closed"] == REQUEST_COUNT
-    closing = {r.request_id for r in replies if r.path == "/closing"}
-    closes = records["closes"]
-    assert len(closes) == len(closing)
+    assert records["calls"] == records["ended"] == len(replies) + len(others)
+    # Each close() callback saw its own request's id, and only that.
+    closing = Counter(r.request_id for r in replies if r.path == "/closing")
+    closes = [c for c in records["closes"] if c["environ_id"] not in others]
     for close in closes:
-        assert close["path"] == "/closing"
-        assert close["environ_id"] in closing, close
+        assert close["path"] == "/closing", close
         assert close["context_id"] == close["environ_id"] == close["header"], close
-    assert {c["environ_id"] for c in closes} == closing
-    return idents
+    assert Counter(c["environ_id"] for c in closes) == closing
+    # Every log record carries the id of the request that logged it: the
+    # handler's, each chunk's and the close() callback's.
+    logs = records["logs"]
+    for record in logs:
+        assert record["request_id"] == record["expect"], record
+    expected = Counter[str]()
+    for reply in replies:
+        expected[reply.request_id] += RECORDS_PER_PATH[reply.path]
+    mine = Counter(r["request_id"] for r in logs if r["request_id"] not in others)
+    assert mine == expected
+
+
+def server_threads(kind: Kind, replies: Sequence[Reply]) -> set[tuple[int, int]]:
+    """The (pid, thread ident) pairs that served *replies*, all in one process."""
+    threads = {t for r in replies for t in r.threads}
+    assert len({pid for pid, _ in threads}) == 1, threads
+    return threads
 
 
 # --- raw sockets ------------------------------------------------------------------
 
 
-def raw_exchange(live: Live, request: bytes) -> bytes:
-    """Send *request* over a new socket; return all the server sends until EOF.
+@dataclass(frozen=True)
+class RawResponse:
+    """What a server sent back on a raw socket (maybe nothing at all)."""
+
+    raw: bytes
+    error: str | None
+
+    @property
+    def head(self) -> bytes:
+        """The status line and headers (everything, if there is no blank line)."""
+        return self.raw.partition(b"\r\n\r\n")[0]
+
+    @property
+    def body(self) -> bytes:
+        """What follows the head."""
+        return self.raw.partition(b"\r\n\r\n")[2]
+
+    @property
+    def status(self) -> int | None:
+        """The status code, or ``None`` when the server sent no response."""
+        if not self.raw.startswith(b"HTTP/"):
+            return None
+        return int(self.head.split(b" ", 2)[1])
+
+    def values(self, name: str) -> list[str]:
+        """The values of every *name* header, decoded as latin-1."""
+        key = name.lower().encode()
+        found = []
+        for line in self.head.split(b"\r\n")[1:]:
+            header, _, value = line.partition(b":")
+            if header.strip().lower() == key:
+                found.append(value.strip().decode("latin-1"))
+        return found
+
+
+def raw_exchange(address: tuple[str, int], request: bytes) -> RawResponse:
+    """Send *request* on a new socket; return all the server sends until EOF.
 
     The request should be HTTP/1.0, so the server closes after one response.
-    Every socket operation is bounded by SOCKET_TIMEOUT.
+    It is sent from a second thread while this one reads, so a server that
+    answers (and closes) before it read a huge request is still heard. A reset
+    ends the reading; every socket operation is bounded by SOCKET_TIMEOUT.
     """
     received = bytearray()
-    with socket.create_connection(live.address, timeout=SOCKET_TIMEOUT) as sock:
-        sock.sendall(request)
-        while chunk := sock.recv(65536):
-            received += chunk
-            assert len(received) < 1024 * 1024, "runaway response"
-    return bytes(received)
+    error: str | None = None
+    with socket.create_connection(address, timeout=SOCKET_TIMEOUT) as sock:
+
+        def send() -> None:
+            # The server may close before it read everything: that is an
+            # answer too, seen by the reader.
+            try:
+                sock.sendall(request)
+            except OSError:
+                return
+
+        sender = threading.Thread(target=send, name="raw-sender", daemon=True)
+        sender.start()
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+                assert len(received) < 1024 * 1024, "runaway response"
+        except ConnectionError as exc:
+            error = type(exc).__name__
+        finally:
+            sender.join(SOCKET_TIMEOUT)
+        assert not sender.is_alive(), "the request could not be sent in time"
+    return RawResponse(bytes(received), error)
 
 
-def parse_response(raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Split an HTTP/1.x response into status, header pairs and body."""
-    head, separator, body = raw.partition(b"\r\n\r\n")
-    assert separator, raw[:500]
-    status_line, *lines = head.split(b"\r\n")
-    status = int(status_line.split(b" ")[1])
-    headers = []
-    for line in lines:
-        name, _, value = line.partition(b":")
-        headers.append((name.strip().lower(), value.strip()))
-    return status, headers, body
+def raw_get(path: str, header_lines: bytes = b"") -> bytes:
+    """An HTTP/1.0 GET of *path* with *header_lines* (each ending in CRLF)."""
+    return (
+        b"GET "
+        + path.encode()
+        + b" HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+        + header_lines
+        + b"\r\n"
+    )
 
 
-def values_of(headers: Sequence[tuple[bytes, bytes]], name: str) -> list[str]:
-    """The values of every *name* header, decoded as latin-1."""
-    key = name.lower().encode()
-    return [value.decode("latin-1") for n, value in headers if n == key]
+def line(value: bytes, name: bytes = b"X-Request-ID") -> bytes:
+    """One raw header line."""
+    return name + b": " + value + b"\r\n"
 
 
-# --- tests ------------------------------------------------------------------------
+# --- conformance: what any HTTP client can send -----------------------------------
 
 
-def test_sequential_requests_on_few_threads(server: str) -> None:
-    """300 requests in turn on reused threads each see only their own id."""
-    plan = make_plan("seq")
-    with running(server) as live, new_client(live) as client:
-        replies = [
-            check_reply(client.get(path, headers=headers_for(sent)), sent)
-            for path, sent in plan
-        ]
-        records = settled_records(client, calls=REQUEST_COUNT)
-    check_all(live, plan, replies, records)
+@dataclass(frozen=True)
+class Case:
+    """One incoming header case and the id it must end with."""
+
+    name: str
+    #: The raw header lines, given a fresh token.
+    lines: Callable[[str], bytes]
+    #: The id the response must carry, given the token; ``None``: a fresh one.
+    kept: Callable[[str], str] | None
+    trusted: bool = True
 
 
-def test_concurrent_requests_on_few_threads(server: str) -> None:
-    """300 requests over 8 connections at once each see only their own id."""
-    plan = make_plan("par")
-    with running(server) as live, new_client(live, CLIENT_THREADS) as client:
+CASES = [
+    Case("valid", lambda t: line(f"valid-{t}".encode()), lambda t: f"valid-{t}"),
+    Case("absent", lambda t: b"", None),
+    Case("129 characters", lambda t: line(t.encode().ljust(129, b"x")), None),
+    Case("2000 characters", lambda t: line(t.encode().ljust(2000, b"x")), None),
+    Case("latin-1", lambda t: line(f"caf\xe9-{t}".encode("latin-1")), None),
+    Case("duplicated", lambda t: line(b"a") + line(b"b"), None),
+    Case(
+        "surrounded by whitespace",
+        lambda t: line(f"  ws-{t}  ".encode()),
+        lambda t: f"ws-{t}",
+    ),
+    Case(
+        "trust_incoming=False", lambda t: line(f"untrusted-{t}".encode()), None, False
+    ),
+]
+
+
+def what_the_server_hands_over(kind: Kind, case: str, token: str) -> str | None:
+    """The X-Request-ID value *kind* puts in the environ for *case*."""
+    expected: dict[str, str | None] = {
+        "valid": f"valid-{token}",
+        "absent": None,
+        "129 characters": token.ljust(129, "x"),
+        "2000 characters": token.ljust(2000, "x")[:200],
+        "latin-1": f"caf\xe9-{token}",
+        "duplicated": kind.joined,
+        "surrounded by whitespace": f"ws-{token}  "
+        if kind.keeps_trailing_space
+        else f"ws-{token}",
+        "trust_incoming=False": f"untrusted-{token}",
+    }
+    return expected[case]
+
+
+@each_target
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_conformance(pool: Pool, server: str, app: str, case: Case) -> None:
+    """Each incoming header case ends with the same id on every server and app."""
+    token = secrets.token_hex(8)
+    path = mount(app, trusted=case.trusted) + "/stream"
+    with serving(pool, server) as live:
+        response = raw_exchange(live.address, raw_get(path, case.lines(token)))
+        assert response.status == 200, response.raw[:500]
+        echoed = response.values(HEADER)
+        assert len(echoed) == 1, echoed
+        [request_id] = echoed
+        if case.kept is None:
+            assert HEX32.fullmatch(request_id), request_id
+        else:
+            assert request_id == case.kept(token)
+        reply = check_body(path, request_id, response.values, response.body)
+        records = live.records(calls=1)
+        # What the server handed over differs (the test records it); the
+        # outcome above does not.
+        [arrival] = records["arrivals"]
+        assert arrival["raw"] == what_the_server_hands_over(live.kind, case.name, token)
+    check_records(records, [reply])
+
+
+# --- many requests ----------------------------------------------------------------
+
+
+def make_plan(app: str, count: int) -> list[tuple[str, str | None]]:
+    """*count* (path, id) pairs over every endpoint; every third has no id."""
+    prefix = secrets.token_hex(4)
+    plan: list[tuple[str, str | None]] = []
+    for n in range(count):
+        path = mount(app) + PATHS[(n // 3) % len(PATHS)]
+        request_id = None if n % 3 == 0 else f"{prefix}-{n:03d}-{secrets.token_hex(4)}"
+        plan.append((path, request_id))
+    return plan
+
+
+@each_target
+def test_concurrent_requests_each_see_only_their_own_id(
+    pool: Pool, server: str, app: str
+) -> None:
+    """520 requests at once: no id crosses into another request anywhere."""
+    plan = make_plan(app, CONCURRENT_REQUESTS)
+    with (
+        serving(pool, server) as live,
+        live.client(CLIENT_THREADS) as client,
+        ThreadPoolExecutor(CLIENT_THREADS) as executor,
+    ):
 
         def send(step: tuple[str, str | None]) -> Reply:
             path, sent = step
             return check_reply(client.get(path, headers=headers_for(sent)), sent)
 
-        with ThreadPoolExecutor(CLIENT_THREADS) as pool:
-            replies = list(pool.map(send, plan))
-        records = settled_records(client, calls=REQUEST_COUNT)
-    idents = check_all(live, plan, replies, records)
-    # Under load every request thread of the server took a share.
-    assert len(idents) == live.threads
+        replies = list(executor.map(send, plan))
+        records = live.records(calls=CONCURRENT_REQUESTS)
+    # The handler, every chunk and the response header hold the request's
+    # own id (check_reply); no two requests share one; close() callbacks and
+    # log records agree.
+    assert len({r.request_id for r in replies}) == CONCURRENT_REQUESTS
+    sent = {s for _, s in plan if s is not None}
+    fresh = [r.request_id for r in replies if r.sent is None]
+    assert len(fresh) == len(plan) - len(sent)
+    assert sent.isdisjoint(fresh)
+    check_records(records, replies)
+
+    threads = server_threads(live.kind, replies)
+    if live.kind.threads is None:
+        # A new thread for every connection: far more threads than a pool.
+        assert len({n for r in replies for n in r.thread_names}) > CLIENT_THREADS
+    else:
+        # Few threads served everything, every one of them under this load.
+        assert len(threads) == live.kind.threads < CONCURRENT_REQUESTS
 
 
-@dataclass(frozen=True)
-class Hostile:
-    """A request header no well-behaved HTTP client would send."""
+@each_target
+def test_keep_alive_and_thread_reuse_give_each_request_a_fresh_id(
+    pool: Pool, server: str, app: str
+) -> None:
+    """Requests without an id in turn, over one client connection, get fresh ids."""
+    replies: list[Reply] = []
+    ports: list[int] = []
+    closing: list[bool] = []
+    with serving(pool, server) as live, live.client() as client:
+        for n in range(SEQUENTIAL_REQUESTS):
+            path = mount(app) + PATHS[n % len(PATHS)]
+            with client.stream("GET", path) as response:
+                stream = response.extensions["network_stream"]
+                ports.append(stream.get_extra_info("client_addr")[1])
+                response.read()
+            closing.append(
+                response.headers.get("connection", "").lower() == "close"
+                or response.http_version == "HTTP/1.0"
+            )
+            replies.append(check_reply(response, None))
+        records = live.records(calls=SEQUENTIAL_REQUESTS)
+    fresh = [r.request_id for r in replies]
+    assert len(set(fresh)) == SEQUENTIAL_REQUESTS
+    check_records(records, replies)
 
-    name: str
-    #: Raw header lines, each ending in CRLF.
-    lines: bytes
-    #: Plain HTTP that every server must hand to the app (the others, with
-    #: control characters or obsolete syntax, a server may refuse with a 4xx).
-    valid_http: bool
-
-
-def hostile_headers(marker: bytes) -> list[Hostile]:
-    """Hostile X-Request-ID headers, each holding *marker* in its value."""
-
-    def line(value: bytes, name: bytes = b"X-Request-ID") -> bytes:
-        return name + b": " + value + b"\r\n"
-
-    long_value = (b"long-" + marker) * (2000 // (len(marker) + 5) + 1)
-    return [
-        Hostile("2000 characters", line(long_value[:2000]), True),
-        Hostile(
-            "script with a space", line(b'<script>alert("' + marker + b'") x'), True
-        ),
-        Hostile("script", line(b"<script>" + marker + b"</script>"), True),
-        Hostile("lower-case name", line(b"<" + marker + b">", b"x-request-id"), True),
-        Hostile("list", line(b"a-" + marker + b", b-" + marker), True),
-        Hostile("repeated", line(b"r1-" + marker) + line(b"r2-" + marker), True),
-        Hostile("UTF-8", line(b"id-" + marker + "\u00e9".encode()), True),
-        Hostile("escape", line(b"esc-" + marker + b"\x1b[31m"), False),
-        Hostile("NUL", line(b"nul-" + marker + b"\x00x"), False),
-        # Split at the CR or LF or not, every part holding the marker is bad.
-        Hostile("bare CR", line(b"cr " + marker + b"\rInjected: " + marker), False),
-        Hostile("bare LF", line(b"lf " + marker + b"\nInjected: " + marker), False),
-        Hostile("DEL", line(b"del-" + marker + b"\x7f"), False),
-        Hostile(
-            "obs-fold", line(b"fold-" + marker) + b"  more-" + marker + b"\r\n", False
-        ),
-    ]
-
-
-def test_hostile_headers_never_reach_the_response(server: str) -> None:
-    """A hostile X-Request-ID never comes back; if the app runs, its id is fresh."""
-    marker = secrets.token_hex(12).encode()
-    cases = hostile_headers(marker)
-    outcomes: dict[str, int] = {}
-    with running(server) as live, new_client(live) as client:
-        for case in cases:
-            request = b"GET /id HTTP/1.0\r\nHost: 127.0.0.1\r\n" + case.lines + b"\r\n"
-            raw = raw_exchange(live, request)
-            status, headers, body = parse_response(raw)
-            outcomes[case.name] = status
-            head = raw.partition(b"\r\n\r\n")[0]
-            assert marker not in head, (case.name, head)
-            if status != 200:
-                # The server refused it before the app ran (the records below
-                # count the calls): a 4xx, never a 5xx, with no id. Its own
-                # error page is its business (waitress quotes the bad line).
-                assert not case.valid_http, (case.name, status, raw[:500])
-                assert 400 <= status < 500, (case.name, status, raw[:500])
-                assert values_of(headers, HEADER) == [], (case.name, headers)
-                continue
-            assert marker not in body, (case.name, body)
-            assert values_of(headers, "Injected") == [], (case.name, headers)
-            echoed = values_of(headers, HEADER)
-            assert len(echoed) == 1, (case.name, echoed)
-            assert HEX32.fullmatch(echoed[0]), (case.name, echoed)
-            [report] = reports_in(body)
-            assert report["context_id"] == echoed[0], (case.name, report)
-            assert report["environ_id"] == echoed[0], (case.name, report)
-            assert report["header"] == echoed[0], (case.name, report)
-        reached = sum(status == 200 for status in outcomes.values())
-        records = settled_records(client, calls=reached)
-    print(server, outcomes)
-    assert records["violations"] == []
-    assert reached >= sum(case.valid_http for case in cases)
+    kind = live.kind
+    if kind.keeps_alive:
+        # One connection carried every request.
+        assert not any(closing)
+        assert len(set(ports)) == 1, ports
+    else:
+        # The server closed every connection after its response.
+        assert all(closing)
+        assert len(set(ports)) > 1, ports
+    threads = server_threads(kind, replies)
+    names = {n for r in replies for n in r.thread_names}
+    if kind.threads is None:
+        # A new thread for every connection, so for every request.
+        assert len(names) == SEQUENTIAL_REQUESTS
+    else:
+        # Few threads, each serving many requests in turn.
+        assert len(threads) <= kind.threads < SEQUENTIAL_REQUESTS
 
 
-def abandon_long_stream(live: Live, request_id: str) -> dict[str, Any]:
-    """GET /long, read its first line, then reset the connection mid-body.
+# --- a client that leaves mid-stream ----------------------------------------------
+
+
+def abandon_long_stream(live: Live, path: str, request_id: str) -> dict[str, Any]:
+    """GET *path* (a ``/long``), read its first line, then reset the connection.
 
     Returns the first line's report. The body would run for
-    LONG_LIMIT_SECONDS; the server learns of the reset on its next write.
+    LONG_LIMIT_SECONDS; the server learns of the reset on a later write.
     """
-    request = (
-        b"GET /long HTTP/1.0\r\nHost: 127.0.0.1\r\n"
-        + f"{HEADER}: {request_id}\r\n\r\n".encode()
-    )
+    request = raw_get(path, line(request_id.encode()))
     received = b""
     with socket.create_connection(live.address, timeout=SOCKET_TIMEOUT) as sock:
         sock.sendall(request)
-        while len(received.partition(b"\r\n\r\n")[2]) < LINE_SIZE:
+        # The first line may come in a chunk of chunked encoding: find it.
+        while b"}" not in received.partition(b"\r\n\r\n")[2]:
             chunk = sock.recv(65536)
             assert chunk, f"the server closed the stream early: {received[:500]!r}"
             received += chunk
         # Linger 0: close() resets the connection instead of a FIN handshake.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    status, headers, body = parse_response(received)
-    assert status == 200, received[:500]
-    assert values_of(headers, HEADER) == [request_id]
-    report: dict[str, Any] = json.loads(body[:LINE_SIZE])
+    response = RawResponse(received, None)
+    assert response.status == 200, received[:500]
+    assert response.values(HEADER) == [request_id]
+    body = response.body
+    start = body.index(b"{")
+    report: dict[str, Any] = json.loads(body[start : body.index(b"}", start) + 1])
     return report
 
 
-def test_abandoned_stream_leaves_its_thread_clean(server: str) -> None:
-    """After a client drops a long stream, its server thread serves clean requests."""
+def _thread_alive(name: str) -> bool:
+    return any(t.name == name for t in threading.enumerate())
+
+
+@each_target
+def test_abandoned_stream_leaves_the_server_clean(
+    pool: Pool, server: str, app: str
+) -> None:
+    """After a client drops a long stream, the next requests get fresh ids."""
     abandoned = "abandoned-" + secrets.token_hex(8)
-    with running(server) as live, new_client(live, CLIENT_THREADS) as client:
-        first = abandon_long_stream(live, abandoned)
+    with serving(pool, server) as live, live.client(CLIENT_THREADS) as client:
+        first = abandon_long_stream(live, mount(app) + "/long", abandoned)
         assert first["context_id"] == first["environ_id"] == abandoned
         assert first["header"] == abandoned
 
         def long_closed() -> Any:
-            closes = client.get(RECORDS_PATH).json()["closes"]
+            closes = live.snapshot()["closes"]
             found = [c for c in closes if c["path"] == "/long"]
             return found[0] if found else None
 
@@ -431,32 +764,237 @@ def test_abandoned_stream_leaves_its_thread_clean(server: str) -> None:
         target = (record["pid"], record["ident"])
         assert target == (first["pid"], first["ident"])
 
-        # Now send requests without an id (in parallel, so every thread gets
-        # some) until the thread that served the abandoned stream served one.
         replies: list[Reply] = []
 
         def send(path: str) -> Reply:
-            return check_reply(client.get(path), None)
+            return check_reply(client.get(mount(app) + path), None)
 
-        def served_by_target() -> bool:
-            with ThreadPoolExecutor(CLIENT_THREADS) as pool:
-                replies.extend(pool.map(send, ["/id", "/stream"] * CLIENT_THREADS))
-            return any(
-                (p, i) == target for r in replies for p in r.pids for i in r.idents
+        def another_round() -> list[Reply]:
+            with ThreadPoolExecutor(CLIENT_THREADS) as executor:
+                batch = list(executor.map(send, list(PATHS) * CLIENT_THREADS))
+            replies.extend(batch)
+            return batch
+
+        if live.kind.threads is None:
+            # The stream's thread served its one connection and ended; every
+            # later request runs on a thread of its own.
+            wait_until(
+                lambda: not _thread_alive(record["thread"]),
+                what="the end of the abandoned stream's thread",
             )
-
-        wait_until(served_by_target, what="a request on the abandoned thread")
-        records = settled_records(client, calls=1 + len(replies))
+            another_round()
+            assert record["thread"] not in {n for r in replies for n in r.thread_names}
+        else:
+            # Send requests without an id (in parallel, so every thread gets
+            # some) until the thread that served the stream served one.
+            wait_until(
+                lambda: any(target in r.threads for r in another_round()),
+                what="a request on the abandoned thread",
+            )
+        records = live.records(calls=1 + len(replies))
 
     fresh = [r.request_id for r in replies]
     assert len(set(fresh)) == len(fresh)
     assert abandoned not in fresh
     assert all(abandoned not in r.ids for r in replies)
-    assert records["violations"] == []
+    # The stream's records are its close() callback's only.
+    assert [c["ended"] for c in records["closes"] if c["path"] == "/long"] == ["closed"]
+    assert [r["where"] for r in records["logs"] if r["request_id"] == abandoned] == [
+        "close of /long"
+    ]
+    check_records(records, replies, others={abandoned})
 
 
-def _threads_alive(idents: set[int]) -> set[int]:
-    return idents & {t.ident for t in threading.enumerate()}
+# --- the app raises -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Where an ``/error`` ends: in the framework's 500, or in the server."""
+
+    server: str
+    mount: str
+    #: ``"framework"``: Flask or Django make the 500 inside the adapter.
+    #: ``"server"``: the exception leaves the adapter and the server answers.
+    made_by: str
+
+
+FAILURES = [
+    *(Failure(name, "probe", "server") for name in KINDS),
+    *(
+        failure
+        for name, kind in KINDS.items()
+        if kind.framework == "flask"
+        for failure in (
+            Failure(name, "flask", "framework"),
+            Failure(name, "flask-propagate", "server"),
+        )
+    ),
+    *(
+        Failure(name, "django", "framework")
+        for name, kind in KINDS.items()
+        if kind.framework == "django"
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "failure", FAILURES, ids=[f"{f.server}-{f.mount}" for f in FAILURES]
+)
+def test_an_app_error_names_the_request(pool: Pool, failure: Failure) -> None:
+    """A 500 made inside the adapter carries the id; one the server makes, its log."""
+    sent = "failing-" + secrets.token_hex(8)
+    by_server = failure.made_by == "server"
+    # The note the adapter adds to the exception, which every traceback
+    # printer shows after the exception's own line (Python 3.11+ only).
+    noted = sys.version_info >= (3, 11)
+    exception_line = f"RuntimeError: {ERROR_MESSAGE}\n"
+    traceback_end = exception_line + (f"request_id={sent}\n" if noted else "")
+    with serving(pool, failure.server, tracebacks=by_server) as live:
+        with live.client() as client:
+            response = client.get(f"/{failure.mount}/error", headers={HEADER: sent})
+            assert response.status_code == 500, response.text[:500]
+            records = live.records(calls=1)
+            if by_server:
+                # A server may log after it answered.
+                wait_until(
+                    lambda: traceback_end in live.new_log() + "\n",
+                    what=f"a traceback ending {traceback_end!r} in the log",
+                )
+            # The next request on the server is clean.
+            after = check_reply(client.get(mount("probe") + "/id"), None)
+        log = live.new_log() + "\n"
+    # The handler ran with the id, and logged it.
+    handler = [r for r in records["logs"] if r["where"] == "handler"]
+    assert [(r["request_id"], r["expect"]) for r in handler] == [(sent, sent)]
+    framework_logs = [r for r in records["logs"] if r["expect"] is None]
+    if by_server:
+        # The server made its own 500, after the adapter's start_response
+        # was never called: no id header there.
+        assert response.headers.get_list(HEADER) == []
+        assert framework_logs == []
+        # The server's traceback says which request failed (the adapter's
+        # note), once; on Python 3.10 it is logged without it.
+        assert log.count(exception_line) == 1, log
+        assert log.count("request_id=") == (1 if noted else 0), log
+        assert traceback_end in log, log
+    else:
+        assert response.headers.get_list(HEADER) == [sent]
+        # The framework logged the error itself, with the id on the record.
+        assert len(framework_logs) == 1, records["logs"]
+        [error] = framework_logs
+        assert error["request_id"] == sent, error
+        assert error["exc_info"] is True, error
+        # Handled inside the adapter: the server saw no exception at all.
+        assert ERROR_MESSAGE not in log, log
+        if failure.mount == "django":
+            for name in DJANGO_MIDDLEWARE_HEADERS:
+                assert response.headers.get_list(name) == [f"{sent}|{sent}"]
+    assert after.request_id != sent
+
+
+# --- hostile bytes no HTTP client sends -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """Request header lines no well-behaved HTTP client would send."""
+
+    name: str
+    #: Raw header lines holding the marker, each ending in CRLF.
+    lines: Callable[[bytes], bytes]
+    #: Plain HTTP within every server's limits, which every server must hand
+    #: to the app; the others (control characters, obsolete syntax, huge
+    #: headers) a server may refuse.
+    valid_http: bool = False
+
+
+HOSTILE = [
+    Hostile("2000 characters", lambda m: line(((b"long-" + m) * 70)[:2000]), True),
+    Hostile("script", lambda m: line(b"<script>" + m + b"</script>"), True),
+    Hostile(
+        "script with a space", lambda m: line(b'<script>alert("' + m + b'") x'), True
+    ),
+    Hostile("lower-case name", lambda m: line(b"<" + m + b">", b"x-request-id"), True),
+    Hostile("list", lambda m: line(b"a-" + m + b", b-" + m), True),
+    Hostile("repeated", lambda m: line(b"r1-" + m) + line(b"r2-" + m), True),
+    Hostile("UTF-8", lambda m: line(b"id-" + m + "\u00e9".encode()), True),
+    # CR/LF inside a value, as an injection attempt. Split at the CR or LF
+    # or not, every part holding the marker is invalid on its own.
+    Hostile(
+        "CRLF fold", lambda m: line(b"fold " + m) + b" Set-Cookie: x=" + m + b"\r\n"
+    ),
+    Hostile("bare CR", lambda m: line(b"cr " + m + b"\rSet-Cookie: x=" + m)),
+    Hostile("bare LF", lambda m: line(b"lf " + m + b"\nSet-Cookie: x=" + m)),
+    Hostile("NUL", lambda m: line(b"nul-" + m + b"\x00x")),
+    Hostile("ESC sequence", lambda m: line(b"esc-" + m + b"\x1b[31m\x1b]0;title\x07")),
+    Hostile("DEL", lambda m: line(b"del-" + m + b"\x7f")),
+    Hostile("300 KB", lambda m: line(m * (300 * 1024 // len(m)))),
+    Hostile("10000 duplicates", lambda m: line(b"dup-" + m) * 10_000),
+]
+
+
+@each_server
+@pytest.mark.parametrize("case", HOSTILE, ids=[c.name for c in HOSTILE])
+def test_hostile_header_never_comes_back(
+    pool: Pool, server: str, case: Hostile
+) -> None:
+    """A hostile X-Request-ID never comes back; if the app runs, its id is fresh."""
+    marker = secrets.token_hex(12).encode()
+    path = mount("probe") + "/id"
+    with serving(pool, server) as live:
+        response = raw_exchange(live.address, raw_get(path, case.lines(marker)))
+        records = live.records()
+    print(server, case.name, response.status, response.error, records["arrivals"][:1])
+    assert marker not in response.head, response.head
+    assert response.values("Set-Cookie") == []
+    if records["calls"] == 0:
+        assert not case.valid_http, (response.status, response.raw[:500])
+        # The server refused it before the app ran: a 4xx, or it just closed.
+        # Its own error page is its business (waitress quotes the bad line).
+        assert response.status is None or 400 <= response.status < 500, response.raw
+        assert response.values(HEADER) == []
+        return
+    # The app ran: its one id is fresh, and nothing the adapter wrote holds
+    # the marker.
+    assert records["calls"] == 1
+    assert response.status == 200, response.raw[:500]
+    assert marker not in response.body
+    [request_id] = response.values(HEADER)
+    assert HEX32.fullmatch(request_id), request_id
+    reply = check_body(path, request_id, response.values, response.body)
+    check_records(records, [reply])
+
+
+@each_server
+@pytest.mark.parametrize("terminator", [b"\r", b"\n"], ids=["CR", "LF"])
+def test_a_bare_cr_or_lf_inside_a_value(
+    pool: Pool, server: str, terminator: bytes
+) -> None:
+    """A bare CR/LF in a value is refused, or ends the line; the rest never returns."""
+    token = secrets.token_hex(8)
+    header = line(
+        f"split-{token}".encode() + terminator + b"Set-Cookie: x=" + token.encode()
+    )
+    with serving(pool, server) as live:
+        response = raw_exchange(live.address, raw_get(mount("probe") + "/id", header))
+        records = live.records()
+    assert response.values("Set-Cookie") == []
+    if live.kind.splits_at_bare_cr_lf:
+        # http.server parses headers with email.feedparser, for which a lone
+        # CR or LF ends a line: the app sees the part before it as the whole
+        # value (an ordinary, valid id, kept) and the rest as a header of its
+        # own (which nothing echoes).
+        assert [a["raw"] for a in records["arrivals"]] == [f"split-{token}"]
+        assert response.status == 200
+        assert response.values(HEADER) == [f"split-{token}"]
+    else:
+        assert records["calls"] == 0
+        assert response.status == 400, response.raw[:500]
+        assert response.values(HEADER) == []
+
+
+# --- the servers stop -----------------------------------------------------------------
 
 
 def _process_alive(pid: int) -> bool:
@@ -467,29 +1005,35 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+@each_server
 def test_server_is_gone_after_the_with_block(server: str) -> None:
     """Leaving the block stops the server: port closed, request threads gone."""
+    kind = KINDS[server]
     with (
-        running(server) as live,
-        new_client(live, CLIENT_THREADS) as client,
-        ThreadPoolExecutor(CLIENT_THREADS) as pool,
+        kind.start() as running,
+        httpx.Client(
+            base_url=running.url, timeout=CLIENT_TIMEOUT, verify=VERIFY
+        ) as client,
+        ThreadPoolExecutor(CLIENT_THREADS) as executor,
     ):
         replies = list(
-            pool.map(lambda _: check_reply(client.get("/id"), None), range(30))
+            executor.map(
+                lambda _: check_reply(client.get(mount("probe") + "/id"), None),
+                range(30),
+            )
         )
-    pids = {p for r in replies for p in r.pids}
-    idents = {i for r in replies for i in r.idents}
+    threads = {t for r in replies for t in r.threads}
+    pids = {pid for pid, _ in threads}
     with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(live.address, timeout=SOCKET_TIMEOUT).close()
-    if server == "gunicorn":
+        socket.create_connection(running.address, timeout=SOCKET_TIMEOUT).close()
+    if server.startswith("gunicorn"):
         [pid] = pids
         assert pid != os.getpid()
         # The worker process was stopped and reaped.
         assert not _process_alive(pid)
     else:
         assert pids == {os.getpid()}
-        # Worker threads may still be on their way out for a moment.
-        wait_until(
-            lambda: not _threads_alive(idents),
-            what="the end of the server's request threads",
-        )
+        # Its request threads ended with it (those of the module's other
+        # servers, alive meanwhile, have other idents).
+        alive = {t.ident for t in threading.enumerate()}
+        assert alive.isdisjoint(ident for _, ident in threads)

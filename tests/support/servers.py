@@ -1,16 +1,22 @@
 """Live servers for integration tests: real sockets on 127.0.0.1, bounded.
 
 Not a test module. Each ``serve_*`` function is a context manager that runs
-a real server for the length of a ``with`` block and yields its base URL,
-e.g. ``"http://127.0.0.1:54321"``:
+a real server for the length of a ``with`` block:
 
-- ``serve_uvicorn``: uvicorn (ASGI) in a background thread;
+- ``serve_uvicorn``: uvicorn (ASGI) in a background thread; yields its base
+  URL, e.g. ``"http://127.0.0.1:54321"``;
 - ``serve_waitress``: waitress in a background thread, with its own pool of
   worker threads;
-- ``serve_gunicorn``: gunicorn with one ``gthread`` worker, as a subprocess in
-  a session of its own, on a socket this process binds and hands over;
-- ``serve_wsgiref``: the standard library's single-threaded ``wsgiref`` server
-  in a background thread.
+- ``serve_gunicorn``: gunicorn with one ``sync`` or ``gthread`` worker, as a
+  subprocess in a session of its own, on a socket this process binds and
+  hands over;
+- ``serve_werkzeug``: werkzeug's development server (``make_server(...,
+  threaded=True)``) in a background thread, one thread per connection;
+- ``serve_wsgiref``: the standard library's single-threaded ``wsgiref``
+  server in a background thread.
+
+The WSGI helpers yield a ``WsgiServer``: the base URL and a reader of the
+server's own log, where its tracebacks go.
 
 Start-up is awaited against a deadline (for the WSGI servers: until an HTTP
 request to *probe_path* gets any response), never with a fixed sleep. On exit
@@ -24,9 +30,12 @@ from __future__ import annotations
 import http.client
 import importlib
 import importlib.util
+import io
+import logging
 import os
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import tempfile
@@ -34,23 +43,29 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler as _WsgirefHandler
 from wsgiref.simple_server import WSGIServer as _WsgirefServer
 
 import uvicorn
+from werkzeug.serving import WSGIRequestHandler as _WerkzeugHandler
+from werkzeug.serving import make_server as _make_werkzeug_server
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
 __all__ = [
     "SERVER_THREAD_NAME",
+    "GunicornWorker",
     "UvicornHTTP",
+    "WsgiServer",
     "http_implementations",
     "serve_gunicorn",
     "serve_uvicorn",
     "serve_waitress",
+    "serve_werkzeug",
     "serve_wsgiref",
     "wait_until",
 ]
@@ -144,6 +159,29 @@ _PROBE_TIMEOUT = 2.0
 #: How often a socketserver-based loop checks whether it should stop.
 _LOOP_TICK = 0.05
 
+#: gunicorn's worker classes these helpers run.
+GunicornWorker = Literal["sync", "gthread"]
+
+
+@dataclass(frozen=True)
+class WsgiServer:
+    """A running WSGI server, as a ``serve_*`` helper yields it.
+
+    *log* returns everything the server logged so far (its error log with
+    tracebacks; no access log): gunicorn's output, the records of the
+    ``waitress`` and ``werkzeug`` loggers, or what ``wsgiref`` wrote to its
+    error stream. It still answers after the server stopped.
+    """
+
+    url: str
+    log: Callable[[], str]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) the server listens on."""
+        host, _, port = self.url.removeprefix("http://").rpartition(":")
+        return host, int(port)
+
 
 def wait_until(
     condition: Callable[[], _T],
@@ -202,6 +240,42 @@ def _await_serving(
         time.sleep(_POLL_INTERVAL)
 
 
+class _LogText(logging.Handler):
+    """Collects the formatted records (tracebacks included) of one logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self._lines: list[str] = []
+        self._guard = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        with self._guard:
+            self._lines.append(text)
+
+    def text(self) -> str:
+        with self._guard:
+            return "\n".join(self._lines)
+
+
+@contextmanager
+def _capturing(logger_name: str) -> Iterator[_LogText]:
+    """Collect what *logger_name* logs while the block runs.
+
+    The logger's records still propagate (pytest shows them on a failure).
+    Two servers of one kind running at once share their logger, so each sees
+    the other's records: tests look for what names their own request.
+    """
+    handler = _LogText()
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
 @contextmanager
 def serve_waitress(
     app: WSGIApplication,
@@ -211,55 +285,60 @@ def serve_waitress(
     start_timeout: float = 10.0,
     stop_timeout: float = 10.0,
     **adjustments: Any,
-) -> Iterator[str]:
+) -> Iterator[WsgiServer]:
     """Serve *app* with waitress on 127.0.0.1 and an OS-chosen port.
 
     waitress's socket loop runs in a background thread (``server.run()``) and
     hands requests to its own pool of *threads* worker threads. *adjustments*
-    go to ``waitress.create_server``. On exit the workers finish the request
-    in hand and stop, then the loop closes every socket from its own thread
-    (through the server's trigger) and ends; both within *stop_timeout*
-    seconds, or ``RuntimeError`` is raised.
+    go to ``waitress.create_server``. The server's log is what the
+    ``waitress`` logger records meanwhile. On exit the workers finish the
+    request in hand and stop, then the loop closes every socket from its own
+    thread (through the server's trigger) and ends; both within
+    *stop_timeout* seconds, or ``RuntimeError`` is raised.
     """
     # Imported here: waitress is a test dependency only, and ships no types.
     waitress = importlib.import_module("waitress")
     wasyncore = importlib.import_module("waitress.wasyncore")
-    server = waitress.create_server(
-        app, host=_HOST, port=0, threads=threads, **adjustments
-    )
-    port = int(server.effective_port)
-    thread = threading.Thread(target=server.run, name="waitress-test-loop", daemon=True)
-    thread.start()
-    try:
-        _await_serving("waitress", port, probe_path, start_timeout, thread.is_alive)
-        yield f"http://{_HOST}:{port}"
-    finally:
-        dispatcher = server.task_dispatcher
-        # Workers finish the task in hand, then exit; queued tasks are
-        # cancelled. The loop still runs meanwhile, so a worker waiting for
-        # its output to drain can finish.
-        dispatcher.shutdown(cancel_pending=True, timeout=stop_timeout)
-        socket_map = server._map
+    with _capturing("waitress") as log:
+        server = waitress.create_server(
+            app, host=_HOST, port=0, threads=threads, **adjustments
+        )
+        port = int(server.effective_port)
+        thread = threading.Thread(
+            target=server.run, name="waitress-test-loop", daemon=True
+        )
+        thread.start()
+        try:
+            _await_serving("waitress", port, probe_path, start_timeout, thread.is_alive)
+            yield WsgiServer(f"http://{_HOST}:{port}", log.text)
+        finally:
+            dispatcher = server.task_dispatcher
+            # Workers finish the task in hand, then exit; queued tasks are
+            # cancelled. The loop still runs meanwhile, so a worker waiting
+            # for its output to drain can finish.
+            dispatcher.shutdown(cancel_pending=True, timeout=stop_timeout)
+            socket_map = server._map
 
-        def close_all() -> None:
-            wasyncore.close_all(socket_map)
+            def close_all() -> None:
+                wasyncore.close_all(socket_map)
 
-        if thread.is_alive():
-            # The loop owns the sockets: close them all from its own thread.
-            # With its socket map empty, the loop (and server.run()) returns.
-            server.trigger.pull_trigger(close_all)
-            thread.join(stop_timeout)
-        else:
-            close_all()
-        problems = []
-        if thread.is_alive():
-            problems.append("its socket loop is still running")
-        if dispatcher.threads:
-            problems.append(f"{len(dispatcher.threads)} worker thread(s) still run")
-        if problems:
-            raise RuntimeError(
-                f"waitress did not stop within {stop_timeout} s: {'; '.join(problems)}"
-            )
+            if thread.is_alive():
+                # The loop owns the sockets: close them all from its own
+                # thread. With its socket map empty, the loop returns.
+                server.trigger.pull_trigger(close_all)
+                thread.join(stop_timeout)
+            else:
+                close_all()
+            problems = []
+            if thread.is_alive():
+                problems.append("its socket loop is still running")
+            if dispatcher.threads:
+                problems.append(f"{len(dispatcher.threads)} worker thread(s) still run")
+            if problems:
+                raise RuntimeError(
+                    f"waitress did not stop within {stop_timeout} s:"
+                    f" {'; '.join(problems)}"
+                )
 
 
 def _gunicorn_version() -> tuple[int, ...]:
@@ -271,46 +350,46 @@ def _gunicorn_version() -> tuple[int, ...]:
 def serve_gunicorn(
     app_spec: str,
     *,
+    worker: GunicornWorker = "gthread",
     threads: int = 2,
     probe_path: str = "/",
     start_timeout: float = 20.0,
     stop_timeout: float = 10.0,
     env: Mapping[str, str] | None = None,
-    log: list[str] | None = None,
-) -> Iterator[str]:
-    """Serve *app_spec* with gunicorn (one ``gthread`` worker) in a subprocess.
+) -> Iterator[WsgiServer]:
+    """Serve *app_spec* with one gunicorn worker in a subprocess.
 
-    *app_spec* is what gunicorn imports, e.g. ``"wsgi_probe:build_app()"``;
+    *app_spec* is what gunicorn imports, e.g. ``"wsgi_probe:build_site()"``;
     this folder and the project root are put on the subprocess's
-    ``PYTHONPATH``, and *env* is added to its environment. The worker runs
-    *threads* threads.
+    ``PYTHONPATH``, and *env* is added to its environment. *worker* is the
+    worker class: ``gthread`` runs *threads* threads and keeps connections
+    alive; ``sync`` serves one request at a time in the worker's main thread
+    and closes every connection after its response.
 
     The port is never guessed: this process binds a socket on 127.0.0.1 and an
     OS-chosen port, listens, and hands the file descriptor over
     (``--bind fd://N``), so requests queue there until the worker accepts
-    them. gunicorn runs in a session of its own with its output in a
-    temporary file; *log*, if given, receives that output when the server has
-    stopped. On exit the server gets SIGTERM (a graceful stop) and must exit
-    within *stop_timeout* seconds with its whole process group; otherwise the
-    group is killed and ``RuntimeError`` raised.
+    them. gunicorn runs in a session of its own; its output (the error log,
+    warnings, anything the app prints) goes to a temporary file, which is
+    the server's log. On exit the server gets SIGTERM (a graceful stop) and
+    must exit within *stop_timeout* seconds with its whole process group;
+    otherwise the group is killed and ``RuntimeError`` raised.
     """
     graceful = max(int(stop_timeout / 3), 1)
     options = [
         "--worker-class",
-        "gthread",
+        worker,
         "--workers",
         "1",
-        "--threads",
-        str(threads),
         "--graceful-timeout",
         str(graceful),
-        "--keep-alive",
-        "5",
         "--log-level",
         "warning",
         "--error-logfile",
         "-",
     ]
+    if worker == "gthread":
+        options += ["--threads", str(threads), "--keep-alive", "5"]
     if _gunicorn_version() >= (25, 1):
         # Otherwise each server creates ~/.gunicorn/gunicorn.ctl.
         options.append("--no-control-socket")
@@ -318,10 +397,14 @@ def serve_gunicorn(
     if os.environ.get("PYTHONPATH"):
         paths.append(os.environ["PYTHONPATH"])
     environment = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(paths)}
+    name = f"gunicorn ({worker})"
 
     with tempfile.TemporaryFile() as output:
+        final: list[str] = []
 
         def read_output() -> str:
+            if final:
+                return final[0]
             output.seek(0)
             return output.read().decode("utf-8", "replace")
 
@@ -356,19 +439,18 @@ def serve_gunicorn(
         try:
             try:
                 _await_serving(
-                    "gunicorn",
+                    name,
                     port,
                     probe_path,
                     start_timeout,
                     lambda: process.poll() is None,
                     details,
                 )
-                yield f"http://{_HOST}:{port}"
+                yield WsgiServer(f"http://{_HOST}:{port}", read_output)
             finally:
-                _stop_process_group(process, "gunicorn", stop_timeout, details)
+                _stop_process_group(process, name, stop_timeout, details)
         finally:
-            if log is not None:
-                log.append(read_output())
+            final.append(read_output())
 
 
 def _group_alive(group: int) -> bool:
@@ -419,11 +501,69 @@ def _stop_process_group(
         raise RuntimeError(f"{name} exited with status {process.returncode}{details()}")
 
 
+def _serve_in_thread(
+    name: str,
+    server: socketserver.BaseServer,
+    port: int,
+    *,
+    probe_path: str,
+    start_timeout: float,
+    stop_timeout: float,
+    log: Callable[[], str],
+    request_threads: Callable[[], list[threading.Thread]],
+) -> Iterator[WsgiServer]:
+    """Run a socketserver-based *server* in a thread; the shared stop logic.
+
+    The loop calls ``handle_request()`` with a short timeout until told to
+    stop, rather than ``serve_forever()``, whose ``shutdown()`` waits without
+    a timeout. On exit the loop and every thread in *request_threads* must
+    end within *stop_timeout* seconds, or ``RuntimeError`` is raised.
+    """
+    server.timeout = _LOOP_TICK
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            server.handle_request()
+
+    thread = threading.Thread(target=loop, name=f"{name}-test-server", daemon=True)
+    try:
+        thread.start()
+        _await_serving(name, port, probe_path, start_timeout, thread.is_alive)
+        yield WsgiServer(f"http://{_HOST}:{port}", log)
+    finally:
+        stop.set()
+        thread.join(stop_timeout)
+        server.server_close()
+        if thread.is_alive():
+            raise RuntimeError(f"{name} did not stop within {stop_timeout} s")
+        try:
+            wait_until(
+                lambda: not any(t.is_alive() for t in request_threads()),
+                timeout=stop_timeout,
+                what=f"the end of {name}'s request threads",
+            )
+        except TimeoutError:
+            raise RuntimeError(
+                f"{name}'s request threads still run {stop_timeout} s after it stopped"
+            ) from None
+
+
 class _QuietWsgirefHandler(_WsgirefHandler):
-    """wsgiref's request handler without the access log; errors still log."""
+    """wsgiref's request handler: no access log; errors go to the server's log."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Log nothing per request."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Write the server's messages (a refused request) to its log."""
+        self.get_stderr().write(f"{self.address_string()} - {format % args}\n")
+
+    def get_stderr(self) -> TextIO:
+        """The server's own error stream (tracebacks of failed requests)."""
+        server = self.server
+        assert isinstance(server, _WsgirefTestServer)
+        return server.errors
 
 
 class _WsgirefTestServer(_WsgirefServer):
@@ -435,6 +575,26 @@ class _WsgirefTestServer(_WsgirefServer):
 
     request_queue_size = 128
 
+    def __init__(self) -> None:
+        super().__init__((_HOST, 0), _QuietWsgirefHandler)
+        self.errors = _LockedText()
+
+
+class _LockedText(io.StringIO):
+    """A text stream that several threads may write to and read at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            return super().write(text)
+
+    def text(self) -> str:
+        with self._lock:
+            return self.getvalue()
+
 
 @contextmanager
 def serve_wsgiref(
@@ -443,33 +603,75 @@ def serve_wsgiref(
     probe_path: str = "/",
     start_timeout: float = 10.0,
     stop_timeout: float = 10.0,
-) -> Iterator[str]:
+) -> Iterator[WsgiServer]:
     """Serve *app* with ``wsgiref.simple_server`` on 127.0.0.1.
 
     One thread, ``wsgiref-test-server``, accepts and serves every request in
-    turn, one connection per request. It calls ``handle_request()`` with a
-    short timeout until told to stop, rather than ``serve_forever()``, whose
-    ``shutdown()`` waits without a timeout. On exit it must end within
-    *stop_timeout* seconds, or ``RuntimeError`` is raised.
+    turn, one connection per request. The server's log is what wsgiref writes
+    to its error stream (the traceback of a failed request). On exit it must
+    end within *stop_timeout* seconds, or ``RuntimeError`` is raised.
     """
-    server = _WsgirefTestServer((_HOST, 0), _QuietWsgirefHandler)
+    server = _WsgirefTestServer()
     server.set_app(app)
-    server.timeout = _LOOP_TICK
-    stop = threading.Event()
+    yield from _serve_in_thread(
+        "wsgiref",
+        server,
+        int(server.server_address[1]),
+        probe_path=probe_path,
+        start_timeout=start_timeout,
+        stop_timeout=stop_timeout,
+        log=server.errors.text,
+        request_threads=list,
+    )
 
-    def loop() -> None:
-        while not stop.is_set():
-            server.handle_request()
 
-    thread = threading.Thread(target=loop, name="wsgiref-test-server", daemon=True)
-    port = int(server.server_address[1])
-    try:
-        thread.start()
-        _await_serving("wsgiref", port, probe_path, start_timeout, thread.is_alive)
-        yield f"http://{_HOST}:{port}"
-    finally:
-        stop.set()
-        thread.join(stop_timeout)
-        server.server_close()
-        if thread.is_alive():
-            raise RuntimeError(f"wsgiref did not stop within {stop_timeout} s")
+@contextmanager
+def serve_werkzeug(
+    app: WSGIApplication,
+    *,
+    probe_path: str = "/",
+    start_timeout: float = 10.0,
+    stop_timeout: float = 10.0,
+) -> Iterator[WsgiServer]:
+    """Serve *app* with werkzeug's development server, threaded, on 127.0.0.1.
+
+    ``werkzeug.serving.make_server(..., threaded=True)``: the loop thread
+    ``werkzeug-test-server`` accepts connections and starts a new thread for
+    each. The server speaks HTTP/1.1 but closes every connection after its
+    response (``Connection: close``), so every request gets a thread of its
+    own. The server's log is what the ``werkzeug`` logger records (the access
+    log is left out). On exit the loop and every request thread must end
+    within *stop_timeout* seconds, or ``RuntimeError`` is raised.
+    """
+    started: list[threading.Thread] = []
+    lock = threading.Lock()
+
+    class Handler(_WerkzeugHandler):
+        """Records its thread, so the stop can wait for it; no access log."""
+
+        def handle(self) -> None:
+            with lock:
+                started.append(threading.current_thread())
+            super().handle()
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            """Log nothing per request."""
+
+    def request_threads() -> list[threading.Thread]:
+        with lock:
+            return list(started)
+
+    with _capturing("werkzeug") as log:
+        server = _make_werkzeug_server(
+            _HOST, 0, app, threaded=True, request_handler=Handler
+        )
+        yield from _serve_in_thread(
+            "werkzeug",
+            server,
+            server.port,
+            probe_path=probe_path,
+            start_timeout=start_timeout,
+            stop_timeout=stop_timeout,
+            log=log.text,
+            request_threads=request_threads,
+        )
