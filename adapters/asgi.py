@@ -124,16 +124,15 @@ class RequestIdMiddleware:
             state["request_id"] = request_id
             scope[_context.MARKER_KEY] = outer
 
-            if config.response_header:
-
-                async def send_with_id(message: Message) -> None:
-                    if message["type"] in _HEADER_MESSAGES:
-                        message = _with_header(message, name, id_bytes)
-                    await send(message)
-
-                await self.app(scope, receive, send_with_id)
+            if binding is None:
+                # The outer adapter owns the request: it wraps the server's
+                # callables; this one only adds its header.
+                if config.response_header:
+                    send = _send_with_header(send, name, id_bytes)
             else:
-                await self.app(scope, receive, send)
+                receive = _receive_without_id(receive)
+                send = _send_with_id(send, name, id_bytes, config.response_header)
+            await self.app(scope, receive, send)
         except Exception as exc:
             if binding is not None:
                 _context.note_request_id(exc, request_id)
@@ -141,6 +140,61 @@ class RequestIdMiddleware:
         finally:
             if binding is not None:
                 _context.unbind(binding)
+
+
+# uvicorn resumes reading a paused connection from inside ``receive`` and
+# when the final response body is sent, and asyncio copies the current
+# context there for the reader callback; the next request on that keep-alive
+# connection then starts in the copy (uvicorn issue 2167). The owning adapter
+# hides the id during those two calls, so the copy holds none and code outside
+# the adapter never sees this request's id in the next one, even while this
+# one still works after its response (a Starlette background task). Other
+# sends keep the id: uvicorn writes its access log line in the one that
+# starts the response.
+
+
+def _receive_without_id(receive: Receive) -> Receive:
+    """Wrap the server's ``receive`` so that server code runs with no id."""
+
+    async def receive_without_id() -> Message:
+        token = _context.clear_for_server()
+        try:
+            return await receive()
+        finally:
+            _context.restore_after_server(token)
+
+    return receive_without_id
+
+
+def _send_with_id(send: Send, name: bytes, value: bytes, add_header: bool) -> Send:
+    """The owning adapter's ``send``: adds the header, hides the id at the end."""
+
+    async def send_with_id(message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            if not message.get("more_body", False):
+                token = _context.clear_for_server()
+                try:
+                    await send(message)
+                finally:
+                    _context.restore_after_server(token)
+                return
+        elif add_header and kind in _HEADER_MESSAGES:
+            message = _with_header(message, name, value)
+        await send(message)
+
+    return send_with_id
+
+
+def _send_with_header(send: Send, name: bytes, value: bytes) -> Send:
+    """A nested adapter's ``send``: only adds its header."""
+
+    async def send_with_header(message: Message) -> None:
+        if message["type"] in _HEADER_MESSAGES:
+            message = _with_header(message, name, value)
+        await send(message)
+
+    return send_with_header
 
 
 def _with_header(message: Message, name: bytes, value: bytes) -> Message:

@@ -17,9 +17,11 @@ __all__ = [
     "MARKER_KEY",
     "Binding",
     "bind_request_id",
+    "clear_for_server",
     "current_binding",
     "get_request_id",
     "note_request_id",
+    "restore_after_server",
     "unbind",
 ]
 
@@ -89,6 +91,25 @@ def unbind(binding: Binding) -> None:
     """End the request: restore this context and blank every copy of it."""
     binding.request_id = None
     _BINDING.reset(binding._token)
+
+
+def clear_for_server() -> Token[Binding | None]:
+    """Hide the id while server code runs on the request's behalf.
+
+    Adapters call it around the server's own callables (ASGI ``receive``):
+    asyncio captures the current context for callbacks the server schedules
+    there, and uvicorn (issue 2167) starts the next request on a keep-alive
+    connection in such a captured copy. Holding no binding at that moment
+    keeps the next request clean even while this one still runs (a Starlette
+    background task after the response, say). Undo with
+    ``restore_after_server`` in the same context.
+    """
+    return _BINDING.set(None)
+
+
+def restore_after_server(token: Token[Binding | None]) -> None:
+    """Undo ``clear_for_server``."""
+    _BINDING.reset(token)
 
 
 def note_request_id(exc: BaseException, request_id: str | None) -> None:

@@ -676,8 +676,9 @@ def test_next_request_in_copy_of_in_flight_request_context_gets_fresh_id(
     ]
     a_start = response_start(a_send)
     assert values_of(a_start["headers"], b"x-request-id") == [b"gen-1"]
-    assert set(b_send.ids) == {b_expected}
-    assert set(a_send.ids) == {"gen-1"}
+    assert set(b_send.ids_until_end()) == {b_expected}
+    assert set(a_send.ids_until_end()) == {"gen-1"}
+    assert b_send.ids_at_end() == a_send.ids_at_end() == [None]
 
 
 # --- stacked adapters -----------------------------------------------------
@@ -773,7 +774,8 @@ def test_stacked_adapters_agree_on_one_id(
     assert values_of(scope["headers"], b"x-request-id") == [expected.encode()]
     start = response_start(sent)
     assert values_of(start["headers"], b"x-request-id") == [expected.encode()]
-    assert set(sent.ids) == {expected}
+    assert set(sent.ids_until_end()) == {expected}
+    assert sent.ids_at_end() == [None]
 
 
 def test_same_adapter_instance_config_stacked_twice() -> None:
@@ -854,7 +856,8 @@ def test_concurrent_requests_each_see_only_their_own_id() -> None:
         else:
             assert HEX32.fullmatch(request_id)
         assert seen[index] == [request_id] * 11
-        assert set(send.ids) == {request_id}
+        assert set(send.ids_until_end()) == {request_id}
+        assert send.ids_at_end() == [None]
         bodies = [m["body"] for m in send.messages[1:]]
         assert bodies == [header, header, header, b""]
         final_ids.add(request_id)

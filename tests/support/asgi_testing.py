@@ -118,6 +118,24 @@ class Recorder:
         self.messages.append(message)
         self.ids.append(get_request_id())
 
+    def ids_until_end(self) -> list[str | None]:
+        """The ids seen at every send but the one that ends the response.
+
+        The owning adapter hides the id from the server while it sends the
+        final body (uvicorn issue 2167): ``ids_at_end`` holds those, ``None``.
+        """
+        return [i for i, m in zip(self.ids, self.messages, strict=True) if not _ends(m)]
+
+    def ids_at_end(self) -> list[str | None]:
+        """The ids seen while the response-ending body messages were sent."""
+        return [i for i, m in zip(self.ids, self.messages, strict=True) if _ends(m)]
+
+
+def _ends(message: Message) -> bool:
+    return message["type"] == "http.response.body" and not message.get(
+        "more_body", False
+    )
+
 
 def serve(app: ASGIApp, scope: Scope) -> Recorder:
     """Run one HTTP request through *app* on a fresh loop; return the sender."""
