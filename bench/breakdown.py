@@ -83,7 +83,6 @@ def _components() -> dict[str, Callable[[], object]]:
         "status": 200,
         "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")],
     }
-    sender = asgi._HeaderSender(send, name, VALUE.encode())
 
     start_response = micro._start_response
     wrapped_start = wsgi._id_start_response(
@@ -121,11 +120,14 @@ def _components() -> dict[str, Callable[[], object]]:
         "for comparison: uuid.uuid4().hex": lambda: uuid.uuid4().hex,
         "core: current_binding()": _context.current_binding,
         "core: bind_request_id + unbind": bind_unbind,
-        "ASGI: _HeaderSender(...) construction": lambda: asgi._HeaderSender(
-            send, name, b"x"
+        "ASGI: _send_with_id(...) closure creation": lambda: asgi._send_with_id(
+            send, name, b"x", True
         ),
-        "ASGI: _HeaderSender._with_header(start message)": lambda: sender._with_header(
-            start
+        "ASGI: _receive_without_id(...) closure creation": lambda: (
+            asgi._receive_without_id(send)  # type: ignore[arg-type]
+        ),
+        "ASGI: _with_header(start message)": lambda: asgi._with_header(
+            start, name, VALUE.encode()
         ),
         "WSGI: contextvars.copy_context()": contextvars.copy_context,
         "WSGI: context.run(empty function)": lambda: context.run(_empty),
