@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,17 @@ from correlation._ids import (
     passes_floor,
 )
 
-_logger = logging.getLogger("correlation")
+
+def _debug(message: str, *args: object, exc_info: bool = False) -> None:
+    """Log on the package logger at DEBUG; only rejected or failing input does.
+
+    ``logging`` is imported here, not at module level: it is most of the
+    package's import cost, and a request with a valid id never logs.
+    """
+    import logging
+
+    logging.getLogger("correlation").debug(message, *args, exc_info=exc_info)
+
 
 # RFC 9110 section 5.1: field-name = token; token = 1*tchar.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -152,18 +161,16 @@ def resolve_request_id(config: Config, incoming: str | None) -> str:
                     return incoming
             except Exception as exc:
                 # Only the exception's type: its message may quote the value.
-                _logger.debug(
-                    "validator raised %s; a new id is generated", type(exc).__name__
-                )
+                _debug("validator raised %s; a new id is generated", type(exc).__name__)
             else:
-                _logger.debug(
+                _debug(
                     "incoming %s header rejected by the validator (%d characters);"
                     " a new id is generated",
                     config.header_name,
                     len(incoming),
                 )
         else:
-            _logger.debug(
+            _debug(
                 "incoming %s header fails the hard floor (%d characters);"
                 " a new id is generated",
                 config.header_name,
@@ -179,10 +186,10 @@ def _generate(config: Config) -> str:
     try:
         value = generator()
     except Exception:
-        _logger.debug("generator raised; the built-in generator is used", exc_info=True)
+        _debug("generator raised; the built-in generator is used", exc_info=True)
         return generate_id()
     if passes_floor(value):
         # A str subclass (a StrEnum, say) becomes a plain str: the id is data.
         return str.__str__(value)
-    _logger.debug("generator output fails the hard floor; the built-in one is used")
+    _debug("generator output fails the hard floor; the built-in one is used")
     return generate_id()

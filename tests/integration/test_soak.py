@@ -342,7 +342,11 @@ def settled_at_end(run: Run, report: dict[str, Any]) -> bool:
         return False
     if run.kind == "uvicorn":
         return bool(report["tasks"] <= run.diag_start["tasks"])
-    return bool(report["threads"] == run.diag_warm["threads"])
+    # A worker thread may still hold its last request's body (and so an
+    # ended binding) for a moment after the response: wait for it to let go.
+    return bool(
+        report["threads"] == run.diag_warm["threads"] and report["bindings"] == 0
+    )
 
 
 def run_soak(server: ServerProcess, paths: tuple[str, str]) -> Run:
