@@ -86,12 +86,11 @@ class RequestIdMiddleware:
                     found.append(item)
 
         binding = None
-        outer = _context.current_binding()
-        if (
-            scope.get(_context.MARKER_KEY) is outer
-            and outer is not None
-            and outer.request_id is not None
-        ):
+        # The scope mark is absent unless adapters are stacked: look it up
+        # first, and read the context only when it is there.
+        marker = scope.get(_context.MARKER_KEY)
+        outer = None if marker is None else _context.current_binding()
+        if marker is outer and outer is not None and outer.request_id is not None:
             # Another adapter further out already chose the id for this very
             # request; agree with it.
             request_id = outer.request_id
