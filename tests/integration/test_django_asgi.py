@@ -20,13 +20,12 @@ import pytest
 from asgi_testing import HEX32, asgi_client
 from django.core.asgi import get_asgi_application
 from django.core.signals import request_finished, request_started
-from django.test import override_settings
 from djangoapp import middleware, views
+from log_testing import RecordCapture, capture_records, connected
 
 from adapters._types import ASGIApp
 from adapters.asgi import RequestIdMiddleware
 from correlation import get_request_id
-from correlation.logging import RequestIdFilter
 
 _T = TypeVar("_T")
 
@@ -112,40 +111,15 @@ def _report(response: httpx.Response) -> Report:
 @pytest.fixture
 def app() -> Iterator[ASGIApp]:
     """Django's ASGI application behind the adapter, with the test project."""
-    djangoapp.setup_django()
-    # Another test module may have configured Django first: apply what this
-    # project needs either way. Middleware load when the handler is built.
-    with override_settings(
-        DEBUG=False,
-        ALLOWED_HOSTS=["*"],
-        ROOT_URLCONF=djangoapp.ROOT_URLCONF,
-        MIDDLEWARE=djangoapp.MIDDLEWARE,
-    ):
+    with djangoapp.project_settings():
         yield RequestIdMiddleware(get_asgi_application())
 
 
-class _Capture(logging.Handler):
-    """Keeps the records it handles, after its filters ran."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
-def request_log() -> Iterator[_Capture]:
+def request_log() -> Iterator[RecordCapture]:
     """A handler with ``RequestIdFilter`` on Django's "django.request" logger."""
-    handler = _Capture()
-    handler.addFilter(RequestIdFilter())
-    logger = logging.getLogger("django.request")
-    logger.addHandler(handler)
-    try:
+    with capture_records("django.request") as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
 
 
 class _SignalLog:
@@ -169,17 +143,12 @@ def signal_log() -> Iterator[_SignalLog]:
     async def on_finished_async(sender: object, **kwargs: object) -> None:
         log.finished_async.append(get_request_id())
 
-    request_started.connect(on_started, weak=False, dispatch_uid="test-started")
-    request_finished.connect(on_finished, weak=False, dispatch_uid="test-finished")
-    request_finished.connect(
-        on_finished_async, weak=False, dispatch_uid="test-finished-async"
-    )
-    try:
+    with connected(
+        (request_started, on_started, "test-started"),
+        (request_finished, on_finished, "test-finished"),
+        (request_finished, on_finished_async, "test-finished-async"),
+    ):
         yield log
-    finally:
-        request_started.disconnect(dispatch_uid="test-started")
-        request_finished.disconnect(dispatch_uid="test-finished")
-        request_finished.disconnect(dispatch_uid="test-finished-async")
 
 
 # --- views ----------------------------------------------------------------
@@ -305,7 +274,7 @@ def test_django_middleware_sees_the_id_both_ways(app: ASGIApp, path: str) -> Non
 @pytest.mark.parametrize("incoming", [None, b"err-42"])
 def test_django_request_log_record_carries_the_id(
     app: ASGIApp,
-    request_log: _Capture,
+    request_log: RecordCapture,
     path: str,
     status: int,
     level: int,
@@ -327,7 +296,7 @@ def test_django_request_log_record_carries_the_id(
     assert vars(record)["request_id"] == request_id
 
 
-def test_log_record_outside_a_request_gets_a_dash(request_log: _Capture) -> None:
+def test_log_record_outside_a_request_gets_a_dash(request_log: RecordCapture) -> None:
     """The same handler marks a record logged outside any request with "-"."""
     logging.getLogger("django.request").error("not in a request")
     (record,) = request_log.records

@@ -24,14 +24,13 @@ import pytest
 from asgi_testing import HEX32, TIMEOUT
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
-from django.test import override_settings
 from djangoapp import middleware, views
+from log_testing import RecordCapture, capture_records, connected
 from werkzeug.test import Client
 from wsgi_testing import make_environ, run_wsgi
 
 from adapters.wsgi import RequestIdMiddleware
 from correlation import get_request_id
-from correlation.logging import RequestIdFilter
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -69,15 +68,7 @@ _ASYNC_STREAMING = pytest.mark.filterwarnings(
 @pytest.fixture
 def app() -> Iterator[WSGIApplication]:
     """Django's WSGI application behind the adapter, with the test project."""
-    djangoapp.setup_django()
-    # Another test module may have configured Django first: apply what this
-    # project needs either way. Middleware load when the handler is built.
-    with override_settings(
-        DEBUG=False,
-        ALLOWED_HOSTS=["*"],
-        ROOT_URLCONF=djangoapp.ROOT_URLCONF,
-        MIDDLEWARE=djangoapp.MIDDLEWARE,
-    ):
+    with djangoapp.project_settings():
         yield RequestIdMiddleware(get_wsgi_application())
 
 
@@ -132,28 +123,11 @@ def assert_id(request_id: str, incoming: str | None) -> None:
         assert request_id == incoming
 
 
-class _Capture(logging.Handler):
-    """Keeps the records it handles, after its filters ran."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
-def request_log() -> Iterator[_Capture]:
+def request_log() -> Iterator[RecordCapture]:
     """A handler with ``RequestIdFilter`` on Django's "django.request" logger."""
-    handler = _Capture()
-    handler.addFilter(RequestIdFilter())
-    logger = logging.getLogger("django.request")
-    logger.addHandler(handler)
-    try:
+    with capture_records("django.request") as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
 
 
 @pytest.fixture
@@ -167,13 +141,11 @@ def signal_log() -> Iterator[list[tuple[str, str | None]]]:
     def on_finished(sender: object, **kwargs: object) -> None:
         log.append(("finished", get_request_id()))
 
-    request_started.connect(on_started, weak=False, dispatch_uid="wsgi-started")
-    request_finished.connect(on_finished, weak=False, dispatch_uid="wsgi-finished")
-    try:
+    with connected(
+        (request_started, on_started, "wsgi-started"),
+        (request_finished, on_finished, "wsgi-finished"),
+    ):
         yield log
-    finally:
-        request_started.disconnect(dispatch_uid="wsgi-started")
-        request_finished.disconnect(dispatch_uid="wsgi-finished")
 
 
 # --- views ------------------------------------------------------------------
@@ -294,7 +266,7 @@ def test_file_response_goes_to_the_file_wrapper_and_request_finished_sees_the_id
 @pytest.mark.parametrize("incoming", [None, "err-42"])
 def test_django_request_log_record_carries_the_id(
     app: WSGIApplication,
-    request_log: _Capture,
+    request_log: RecordCapture,
     path: str,
     status: int,
     level: int,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
-import logging
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -33,12 +32,13 @@ from flask import (
     request,
     stream_with_context,
 )
+from flask_probe import record_response_ids
+from log_testing import RecordCapture, capture_records
 from werkzeug.middleware.lint import LintMiddleware
 from werkzeug.test import Client
 
 from adapters.wsgi import RequestIdMiddleware
 from correlation import Config, get_request_id
-from correlation.logging import RequestIdFilter
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -98,13 +98,7 @@ def make_app(config: Config | None = None, /, **settings: Any) -> tuple[Flask, P
         if probe.barrier is not None:
             probe.barrier.wait()
 
-    @app.after_request
-    def after_request(response: Response) -> Response:
-        probe.events.append(("after_request", get_request_id()))
-        response.call_on_close(
-            lambda: probe.events.append(("call_on_close", get_request_id()))
-        )
-        return response
+    record_response_ids(app, probe.events)
 
     @app.teardown_request
     def teardown_request(error: BaseException | None) -> None:
@@ -256,28 +250,11 @@ def assert_note(error: BaseException, request_id: str) -> None:
         assert notes is None
 
 
-class _Capture(logging.Handler):
-    """Keeps the records it handles, after its filters ran."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
-def app_log() -> Iterator[_Capture]:
+def app_log() -> Iterator[RecordCapture]:
     """A handler with ``RequestIdFilter`` on the apps' ``app.logger``."""
-    handler = _Capture()
-    handler.addFilter(RequestIdFilter())
-    logger = logging.getLogger(APP_NAME)
-    logger.addHandler(handler)
-    try:
+    with capture_records(APP_NAME) as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
 
 
 # --- views --------------------------------------------------------------------
@@ -361,7 +338,7 @@ def test_stream_with_context_sees_the_id_and_the_header(
 @pytest.mark.parametrize("incoming", [None, "err-42"])
 def test_view_error_is_a_500_that_carries_the_id(
     app_and_probe: tuple[Flask, Probe],
-    app_log: _Capture,
+    app_log: RecordCapture,
     driver: Driver,
     incoming: str | None,
 ) -> None:

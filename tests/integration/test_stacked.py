@@ -30,6 +30,7 @@ import pytest
 from asgi_testing import HEX32, TIMEOUT, asgi_client
 from asgiref.wsgi import WsgiToAsgi
 from flask import Flask, Response, request
+from flask_probe import record_response_ids
 
 from adapters import asgi, wsgi
 from correlation import Config, get_request_id
@@ -76,13 +77,7 @@ def make_flask(probe: Probe, config: Config | None = None) -> Flask:
         if probe.barrier is not None:
             probe.barrier.wait()
 
-    @app.after_request
-    def after_request(response: Response) -> Response:
-        probe.events.append(("after_request", get_request_id()))
-        response.call_on_close(
-            lambda: probe.events.append(("call_on_close", get_request_id()))
-        )
-        return response
+    record_response_ids(app, probe.events)
 
     @app.get("/view")
     def view() -> dict[str, Any]:

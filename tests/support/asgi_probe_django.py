@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import asgi_probe
-from django.conf import settings
+import djangoapp
 from django.core.asgi import get_asgi_application
 from django.core.handlers.asgi import ASGIRequest
 from django.http import (
@@ -133,22 +133,10 @@ urlpatterns: list[URLPattern] = [
     path("error", error_view),
 ]
 
-settings.configure(
-    DEBUG=False,
-    ALLOWED_HOSTS=["*"],
-    ROOT_URLCONF=__name__,
-    SECRET_KEY="correlation-toolkit-tests-not-secret",
-    DATABASES={},
-    INSTALLED_APPS=[],
-    MIDDLEWARE=[],
-    TEMPLATES=[],
-    # Django's error log goes to stderr through the root logger's last
-    # resort, and to the probe's capturing handler.
-    LOGGING_CONFIG=None,
-    USE_TZ=True,
-    # /upload receives more than the default 2.5 MB limit allows in memory.
-    DATA_UPLOAD_MAX_MEMORY_SIZE=None,
-)
+# Django's error log goes to stderr through the root logger's last resort,
+# and to the probe's capturing handler. /upload receives more than the
+# default 2.5 MB limit allows in memory.
+djangoapp.configure_django(__name__, [], DATA_UPLOAD_MAX_MEMORY_SIZE=None)
 asgi_probe.capture_logs("django.request")
 
 #: What daphne and gunicorn serve.

@@ -20,26 +20,12 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import django
 import djangoapp
-from django.conf import settings
+import wsgi_probe
 from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import URLPattern, path
 from djangoapp import views as djangoapp_views
-from wsgi_probe import (
-    ERROR_MESSAGE,
-    LINE_SIZE,
-    STREAM_CHUNKS,
-    UNTRUSTED,
-    Site,
-    line,
-    log_seen,
-    long_body,
-    record_close,
-    report,
-    stream_lines,
-)
 
 from adapters.wsgi import RequestIdMiddleware
 from correlation import Config
@@ -54,20 +40,24 @@ _NDJSON = "application/x-ndjson"
 
 
 def _seen(request: HttpRequest) -> bytes:
-    return line(report(request.META, request.headers.get(_HEADER)))
+    return wsgi_probe.line(
+        wsgi_probe.report(request.META, request.headers.get(_HEADER))
+    )
 
 
 def id_view(request: HttpRequest) -> HttpResponse:
     """One report line."""
-    log_seen(request.META, "handler")
+    wsgi_probe.log_seen(request.META, "handler")
     return HttpResponse(_seen(request), content_type=_NDJSON)
 
 
 def stream_view(request: HttpRequest) -> StreamingHttpResponse:
     """Report lines made as the server consumes the body."""
-    log_seen(request.META, "handler")
-    response = StreamingHttpResponse(stream_lines(request.META), content_type=_NDJSON)
-    response["Content-Length"] = str(STREAM_CHUNKS * LINE_SIZE)
+    wsgi_probe.log_seen(request.META, "handler")
+    response = StreamingHttpResponse(
+        wsgi_probe.stream_lines(request.META), content_type=_NDJSON
+    )
+    response["Content-Length"] = str(wsgi_probe.STREAM_CHUNKS * wsgi_probe.LINE_SIZE)
     return response
 
 
@@ -78,12 +68,12 @@ class _ClosingResponse(HttpResponse):
 
     def close(self) -> None:
         super().close()
-        record_close(self.environ, "/closing")
+        wsgi_probe.record_close(self.environ, "/closing")
 
 
 def closing_view(request: HttpRequest) -> HttpResponse:
     """One report line; the response's ``close()`` records too."""
-    log_seen(request.META, "handler")
+    wsgi_probe.log_seen(request.META, "handler")
     response = _ClosingResponse(_seen(request), content_type=_NDJSON)
     response.environ = request.META
     return response
@@ -92,15 +82,15 @@ def closing_view(request: HttpRequest) -> HttpResponse:
 def long_view(request: HttpRequest) -> StreamingHttpResponse:
     """A body that runs until the server closes it."""
     return StreamingHttpResponse(
-        long_body(request.META, request.headers.get(_HEADER)),
+        wsgi_probe.long_body(request.META, request.headers.get(_HEADER)),
         content_type="application/octet-stream",
     )
 
 
 def error_view(request: HttpRequest) -> HttpResponse:
     """Raises; Django turns it into its 500 response and logs it."""
-    log_seen(request.META, "handler")
-    raise RuntimeError(ERROR_MESSAGE)
+    wsgi_probe.log_seen(request.META, "handler")
+    raise RuntimeError(wsgi_probe.ERROR_MESSAGE)
 
 
 urlpatterns: list[URLPattern] = [
@@ -113,35 +103,16 @@ urlpatterns: list[URLPattern] = [
 ]
 
 
-def _setup() -> None:
-    if settings.configured:
-        return
-    settings.configure(
-        DEBUG=False,
-        ALLOWED_HOSTS=["*"],
-        ROOT_URLCONF=__name__,
-        SECRET_KEY="correlation-toolkit-tests-not-secret",
-        DATABASES={},
-        INSTALLED_APPS=[],
-        MIDDLEWARE=djangoapp.MIDDLEWARE,
-        TEMPLATES=[],
-        # Leave logging alone: the site's handler on "django.request" is the
-        # one that must see the 500's record.
-        LOGGING_CONFIG=None,
-        USE_TZ=True,
-    )
-    django.setup()
-
-
 def build_mounts(
-    site: Site, check: Callable[[WSGIApplication], WSGIApplication]
+    site: wsgi_probe.Site, check: Callable[[WSGIApplication], WSGIApplication]
 ) -> dict[str, WSGIApplication]:
     """The Django apps of a site, by mount point, each wrapped in *check*."""
-    _setup()
+    # Once per process: a gunicorn worker uses no other Django settings.
+    djangoapp.configure_django(__name__, djangoapp.MIDDLEWARE)
     site.attach(logging.getLogger("django.request"))
     return {
         "/django": check(RequestIdMiddleware(get_wsgi_application())),
-        "/django" + UNTRUSTED: check(
+        "/django" + wsgi_probe.UNTRUSTED: check(
             RequestIdMiddleware(
                 get_wsgi_application(), config=Config(trust_incoming=False)
             )

@@ -35,15 +35,27 @@ from wsgi_probe import (
 )
 
 from adapters.wsgi import RequestIdMiddleware
-from correlation import Config
+from correlation import Config, get_request_id
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-__all__ = ["build_flask", "build_mounts"]
+__all__ = ["build_flask", "build_mounts", "record_response_ids"]
 
 _HEADER = "X-Request-ID"
 _NDJSON = "application/x-ndjson"
+
+
+def record_response_ids(app: Flask, events: list[tuple[str, str | None]]) -> None:
+    """Record the id in *events* from ``after_request`` and ``call_on_close``."""
+
+    @app.after_request
+    def after_request(response: Response) -> Response:
+        events.append(("after_request", get_request_id()))
+        response.call_on_close(
+            lambda: events.append(("call_on_close", get_request_id()))
+        )
+        return response
 
 
 def build_flask(site: Site, name: str, *, config: Config, propagate: bool) -> Flask:

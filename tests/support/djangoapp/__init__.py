@@ -10,10 +10,19 @@ first.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import django
 from django.conf import settings
 
-__all__ = ["MIDDLEWARE", "ROOT_URLCONF", "setup_django"]
+__all__ = [
+    "MIDDLEWARE",
+    "ROOT_URLCONF",
+    "configure_django",
+    "project_settings",
+    "setup_django",
+]
 
 # Named from this package's own name, so the settings hold whichever way the
 # package was imported.
@@ -27,22 +36,53 @@ MIDDLEWARE = [
 ]
 
 
-def setup_django() -> None:
-    """Configure Django for these tests and set it up; later calls do nothing."""
+def configure_django(root_urlconf: str, middleware: list[str], **extra: object) -> None:
+    """Configure Django with the settings every test project shares, set it up.
+
+    *extra* settings are added or override the shared ones. Logging is left
+    alone (``LOGGING_CONFIG=None``): the handlers the tests and probes put on
+    "django.request" must see its records unchanged. Later calls do nothing.
+    """
     if settings.configured:
         return
     settings.configure(
         DEBUG=False,
         ALLOWED_HOSTS=["*"],
-        ROOT_URLCONF=ROOT_URLCONF,
+        ROOT_URLCONF=root_urlconf,
         SECRET_KEY="correlation-toolkit-tests-not-secret",
         DATABASES={},
         INSTALLED_APPS=[],
-        MIDDLEWARE=MIDDLEWARE,
+        MIDDLEWARE=middleware,
         TEMPLATES=[],
-        # Leave logging alone: pytest's caplog and the tests' own handlers
-        # must see the "django.request" records unchanged.
         LOGGING_CONFIG=None,
         USE_TZ=True,
+        **extra,
     )
     django.setup()
+
+
+def setup_django() -> None:
+    """Configure Django for these tests and set it up; later calls do nothing."""
+    configure_django(ROOT_URLCONF, MIDDLEWARE)
+
+
+@contextmanager
+def project_settings() -> Iterator[None]:
+    """Django set up, with this project's settings applied for the block.
+
+    Another test module may have configured Django first: the settings this
+    project needs are applied either way. Middleware load when a handler is
+    built, so build it inside the block.
+    """
+    # Imported here: server processes import this package without the test
+    # utilities.
+    from django.test import override_settings
+
+    setup_django()
+    with override_settings(
+        DEBUG=False,
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=ROOT_URLCONF,
+        MIDDLEWARE=MIDDLEWARE,
+    ):
+        yield
