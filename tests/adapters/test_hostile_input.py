@@ -15,7 +15,6 @@ tenfold. A call count cannot see a quadratic loop hidden inside one C call, so
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from asgi_testing import (
     response_start,
 )
 from asgi_testing import values_of as asgi_values
+from log_testing import correlation_logs
 from wsgi_testing import (
     ServerStartResponse,
     environ_key,
@@ -89,38 +89,7 @@ VALIDATORS = [
 _CONTROL = frozenset(chr(code) for code in [*range(0x20), 0x7F])
 
 
-# --- logs -----------------------------------------------------------------------
-
-
-class _Recording(logging.Handler):
-    """Keeps every record it handles."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextmanager
-def correlation_logs() -> Iterator[list[str]]:
-    """Capture the "correlation" logger at DEBUG as formatted texts, raw args too."""
-    logger = logging.getLogger("correlation")
-    handler = _Recording()
-    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    texts: list[str] = []
-    try:
-        yield texts
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-        texts.extend(
-            f"{formatter.format(r)} {r.msg!r} {r.args!r}" for r in handler.records
-        )
+# --- logs (captured with log_testing.correlation_logs) ---------------------------
 
 
 def assert_clean_logs(texts: list[str]) -> None:

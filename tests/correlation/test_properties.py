@@ -8,13 +8,12 @@ hypothesis look for an input where the code and the model part ways.
 from __future__ import annotations
 
 import itertools
-import logging
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from log_testing import correlation_logs
 
 from correlation import Config, default_validator, generate_id
 from correlation._config import resolve_request_id
@@ -180,42 +179,6 @@ def random_validators(draw: st.DrawFn) -> Callable[[str], bool]:
 
 
 # --- helpers --------------------------------------------------------------------
-
-
-class _Recording(logging.Handler):
-    """Keeps every record it handles."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextmanager
-def correlation_logs() -> Iterator[list[str]]:
-    """Capture the "correlation" logger at DEBUG, as fully formatted texts.
-
-    Attached and detached around one example, so examples do not share records.
-    Each text holds the formatted line (traceback included) and the raw
-    ``msg`` and ``args``.
-    """
-    logger = logging.getLogger("correlation")
-    handler = _Recording()
-    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    texts: list[str] = []
-    try:
-        yield texts
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-        texts.extend(
-            f"{formatter.format(r)} {r.msg!r} {r.args!r}" for r in handler.records
-        )
 
 
 def hostile_forms(value: str) -> set[str]:

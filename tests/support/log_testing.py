@@ -18,7 +18,7 @@ from correlation.logging import RequestIdFilter
 if TYPE_CHECKING:
     from django.dispatch import Signal
 
-__all__ = ["RecordCapture", "capture_records", "connected"]
+__all__ = ["RecordCapture", "capture_records", "connected", "correlation_logs"]
 
 
 class RecordCapture(logging.Handler):
@@ -57,3 +57,29 @@ def connected(
     finally:
         for signal, _, uid in receivers:
             signal.disconnect(dispatch_uid=uid)
+
+
+@contextmanager
+def correlation_logs() -> Iterator[list[str]]:
+    """Capture the "correlation" logger at DEBUG, as fully formatted texts.
+
+    Attached and detached around one use (one hypothesis example, say), so
+    uses do not share records. Each text holds the formatted line (traceback
+    included) and the raw ``msg`` and ``args``, so a value hidden in either
+    is found.
+    """
+    logger = logging.getLogger("correlation")
+    handler = RecordCapture()
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    texts: list[str] = []
+    try:
+        yield texts
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        texts.extend(
+            f"{formatter.format(r)} {r.msg!r} {r.args!r}" for r in handler.records
+        )
