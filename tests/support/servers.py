@@ -41,11 +41,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler as _WsgirefHandler
 from wsgiref.simple_server import WSGIServer as _WsgirefServer
 
@@ -57,16 +57,29 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
 __all__ = [
+    "HOST",
+    "PROBE_TIMEOUT",
     "SERVER_THREAD_NAME",
     "GunicornWorker",
+    "LogText",
     "UvicornHTTP",
     "WsgiServer",
+    "answers_http",
+    "await_serving",
+    "capturing",
+    "free_port",
+    "handed_socket",
     "http_implementations",
+    "listening_socket",
     "serve_gunicorn",
     "serve_uvicorn",
     "serve_waitress",
     "serve_werkzeug",
     "serve_wsgiref",
+    "start_in_session",
+    "stop_process_group",
+    "subprocess_environment",
+    "uvicorn_in_thread",
     "wait_until",
 ]
 
@@ -108,34 +121,62 @@ def serve_uvicorn(
     or ``RuntimeError`` is raised. A server that fails to start within
     *start_timeout* seconds, or whose thread dies first, raises too.
     """
+    with uvicorn_in_thread(
+        app,
+        name=f"uvicorn ({http})",
+        thread_name=SERVER_THREAD_NAME,
+        start_timeout=start_timeout,
+        stop_timeout=stop_timeout,
+        http=http,
+        loop=loop,
+        lifespan=lifespan,
+    ) as (port, _alive):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def uvicorn_in_thread(
+    app: Any,
+    *,
+    name: str,
+    thread_name: str,
+    start_timeout: float,
+    stop_timeout: float,
+    details: Callable[[], str] = lambda: "",
+    **options: Any,
+) -> Iterator[tuple[int, Callable[[], bool]]]:
+    """Run uvicorn on 127.0.0.1 and an OS-chosen port in a thread named *thread_name*.
+
+    *options* go to ``uvicorn.Config``. Yields the port and a function that
+    tells whether the server's thread still runs. On exit the server is asked
+    to stop and its thread is joined: within *stop_timeout* seconds, or
+    ``RuntimeError`` is raised. A server that fails to start within
+    *start_timeout* seconds, or whose thread dies first, raises too (with
+    *details* appended).
+    """
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=0,
-        http=http,
-        loop=loop,
-        lifespan=lifespan,
         log_level="warning",
         access_log=False,
         # Bounded shutdown: requests still running after this are cancelled.
         timeout_graceful_shutdown=max(int(stop_timeout / 2), 1),
+        **options,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=SERVER_THREAD_NAME, daemon=True)
+    thread = threading.Thread(target=server.run, name=thread_name, daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + start_timeout
         while not server.started:
             if not thread.is_alive():
-                raise RuntimeError(f"uvicorn ({http}) exited before it started")
+                raise RuntimeError(f"{name} exited before it started{details()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"uvicorn ({http}) did not start within {start_timeout} s"
-                )
+                raise RuntimeError(f"{name} did not start within {start_timeout} s")
             time.sleep(_POLL_INTERVAL)
         sockets = [sock for srv in server.servers for sock in srv.sockets]
-        host, port = sockets[0].getsockname()[:2]
-        yield f"http://{host}:{port}"
+        yield int(sockets[0].getsockname()[1]), thread.is_alive
     finally:
         server.should_exit = True
         thread.join(stop_timeout)
@@ -143,7 +184,7 @@ def serve_uvicorn(
             server.force_exit = True
             thread.join(stop_timeout)
             raise RuntimeError(
-                f"uvicorn ({http}) did not stop within {stop_timeout} s"
+                f"{name} did not stop within {stop_timeout} s"
                 + (" even when forced" if thread.is_alive() else "")
             )
 
@@ -151,11 +192,11 @@ def serve_uvicorn(
 # --- WSGI servers ---------------------------------------------------------------
 
 _T = TypeVar("_T")
-_HOST = "127.0.0.1"
+HOST = "127.0.0.1"
 _SUPPORT_DIR = Path(__file__).resolve().parent
 _PROJECT_ROOT = _SUPPORT_DIR.parents[1]
 #: How long one start-up probe may wait for its response.
-_PROBE_TIMEOUT = 2.0
+PROBE_TIMEOUT = 2.0
 #: How often a socketserver-based loop checks whether it should stop.
 _LOOP_TICK = 0.05
 
@@ -204,28 +245,39 @@ def wait_until(
         time.sleep(_POLL_INTERVAL)
 
 
-def _answers_http(port: int, path: str, timeout: float) -> bool:
-    """Return whether ``GET path`` on *port* gets any HTTP response."""
-    connection = http.client.HTTPConnection(_HOST, port, timeout=timeout)
+def answers_http(
+    port: int, path: str, timeout: float = PROBE_TIMEOUT, *, need_body: bool = False
+) -> bool:
+    """Return whether ``GET path`` on *port* gets any HTTP response.
+
+    With *need_body*, the response must also have a non-empty body.
+    """
+    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         connection.request("GET", path)
-        connection.getresponse().read()
+        body = connection.getresponse().read()
     except (OSError, http.client.HTTPException):
         return False
     finally:
         connection.close()
-    return True
+    return body != b"" or not need_body
 
 
-def _await_serving(
+def await_serving(
     name: str,
     port: int,
     probe_path: str,
     timeout: float,
     alive: Callable[[], bool],
     details: Callable[[], str] = lambda: "",
+    *,
+    need_body: bool = False,
 ) -> None:
-    """Probe the server until it answers; fail fast if it died, or at the deadline."""
+    """Probe the server until it answers; fail fast if it died, or at the deadline.
+
+    *details* is appended to the ``RuntimeError`` message, e.g. the server's
+    output.
+    """
     deadline = time.monotonic() + timeout
     while True:
         if not alive():
@@ -235,12 +287,14 @@ def _await_serving(
             raise RuntimeError(
                 f"{name} did not answer GET {probe_path} within {timeout} s{details()}"
             )
-        if _answers_http(port, probe_path, min(remaining, _PROBE_TIMEOUT)):
+        if answers_http(
+            port, probe_path, min(remaining, PROBE_TIMEOUT), need_body=need_body
+        ):
             return
         time.sleep(_POLL_INTERVAL)
 
 
-class _LogText(logging.Handler):
+class LogText(logging.Handler):
     """Collects the formatted records (tracebacks included) of one logger."""
 
     def __init__(self) -> None:
@@ -260,14 +314,14 @@ class _LogText(logging.Handler):
 
 
 @contextmanager
-def _capturing(logger_name: str) -> Iterator[_LogText]:
+def capturing(logger_name: str) -> Iterator[LogText]:
     """Collect what *logger_name* logs while the block runs.
 
     The logger's records still propagate (pytest shows them on a failure).
     Two servers of one kind running at once share their logger, so each sees
     the other's records: tests look for what names their own request.
     """
-    handler = _LogText()
+    handler = LogText()
     logger = logging.getLogger(logger_name)
     logger.addHandler(handler)
     try:
@@ -299,9 +353,9 @@ def serve_waitress(
     # Imported here: waitress is a test dependency only, and ships no types.
     waitress = importlib.import_module("waitress")
     wasyncore = importlib.import_module("waitress.wasyncore")
-    with _capturing("waitress") as log:
+    with capturing("waitress") as log:
         server = waitress.create_server(
-            app, host=_HOST, port=0, threads=threads, **adjustments
+            app, host=HOST, port=0, threads=threads, **adjustments
         )
         port = int(server.effective_port)
         thread = threading.Thread(
@@ -309,8 +363,8 @@ def serve_waitress(
         )
         thread.start()
         try:
-            _await_serving("waitress", port, probe_path, start_timeout, thread.is_alive)
-            yield WsgiServer(f"http://{_HOST}:{port}", log.text)
+            await_serving("waitress", port, probe_path, start_timeout, thread.is_alive)
+            yield WsgiServer(f"http://{HOST}:{port}", log.text)
         finally:
             dispatcher = server.task_dispatcher
             # Workers finish the task in hand, then exit; queued tasks are
@@ -393,10 +447,7 @@ def serve_gunicorn(
     if _gunicorn_version() >= (25, 1):
         # Otherwise each server creates ~/.gunicorn/gunicorn.ctl.
         options.append("--no-control-socket")
-    paths = [str(_SUPPORT_DIR), str(_PROJECT_ROOT)]
-    if os.environ.get("PYTHONPATH"):
-        paths.append(os.environ["PYTHONPATH"])
-    environment = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(paths)}
+    environment = subprocess_environment([str(_SUPPORT_DIR), str(_PROJECT_ROOT)], env)
     name = f"gunicorn ({worker})"
 
     with tempfile.TemporaryFile() as output:
@@ -411,11 +462,7 @@ def serve_gunicorn(
         def details() -> str:
             return f"; its output:\n{read_output()}"
 
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-            listener.bind((_HOST, 0))
-            listener.listen(128)
-            port = listener.getsockname()[1]
-            fd = listener.fileno()
+        with handed_socket() as (fd, port):
             command = [
                 sys.executable,
                 "-m",
@@ -425,20 +472,13 @@ def serve_gunicorn(
                 f"fd://{fd}",
                 app_spec,
             ]
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                pass_fds=(fd,),
-                env=environment,
-                cwd=_PROJECT_ROOT,
-                start_new_session=True,
+            process = start_in_session(
+                command, output, env=environment, cwd=_PROJECT_ROOT, pass_fds=(fd,)
             )
         # gunicorn holds its own copy of the listening socket now.
         try:
             try:
-                _await_serving(
+                await_serving(
                     name,
                     port,
                     probe_path,
@@ -446,11 +486,75 @@ def serve_gunicorn(
                     lambda: process.poll() is None,
                     details,
                 )
-                yield WsgiServer(f"http://{_HOST}:{port}", read_output)
+                yield WsgiServer(f"http://{HOST}:{port}", read_output)
             finally:
-                _stop_process_group(process, name, stop_timeout, details)
+                stop_process_group(process, name, stop_timeout, details)
         finally:
             final.append(read_output())
+
+
+def subprocess_environment(
+    paths: Sequence[str], extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """This process's environment plus *extra*, with *paths* first on PYTHONPATH."""
+    search = list(paths)
+    if os.environ.get("PYTHONPATH"):
+        search.append(os.environ["PYTHONPATH"])
+    return {**os.environ, **(extra or {}), "PYTHONPATH": os.pathsep.join(search)}
+
+
+def listening_socket(backlog: int = 128) -> socket.socket:
+    """A TCP socket bound to 127.0.0.1 and an OS-chosen port, listening."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind((HOST, 0))
+        listener.listen(backlog)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
+@contextmanager
+def handed_socket(backlog: int = 128) -> Iterator[tuple[int, int]]:
+    """A listening socket on 127.0.0.1: yields (fd, port) to hand to a server.
+
+    The socket is closed when the block ends; a server started inside the
+    block with the descriptor in ``pass_fds`` keeps its own copy.
+    """
+    with listening_socket(backlog) as listener:
+        yield listener.fileno(), int(listener.getsockname()[1])
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago (for servers that bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def start_in_session(
+    command: Sequence[str],
+    output: IO[bytes],
+    *,
+    env: Mapping[str, str],
+    cwd: str | Path,
+    pass_fds: Sequence[int] = (),
+) -> subprocess.Popen[bytes]:
+    """Start *command* in a session (and process group) of its own.
+
+    Its stdout and stderr both go to *output*; stdin is empty.
+    """
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        pass_fds=tuple(pass_fds),
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
 
 
 def _group_alive(group: int) -> bool:
@@ -466,13 +570,21 @@ def _kill_group(group: int) -> None:
         os.killpg(group, signal.SIGKILL)
 
 
-def _stop_process_group(
+def stop_process_group(
     process: subprocess.Popen[bytes],
     name: str,
     timeout: float,
-    details: Callable[[], str],
+    details: Callable[[], str] = lambda: "",
+    *,
+    clean_exits: Collection[int] | None = (0,),
 ) -> None:
-    """SIGTERM *process*, wait for it and its group; kill all on a timeout."""
+    """SIGTERM *process*, wait for it and its group; kill all on a timeout.
+
+    The process must have been started with ``start_new_session``. Raises
+    ``RuntimeError`` (with *details* appended) if it does not exit within
+    *timeout* seconds, leaves processes in its group for longer, or exits
+    with a status not in *clean_exits* (unless that is ``None``).
+    """
     # start_new_session: the process leads a group of its own, id == pid.
     group = process.pid
     if process.poll() is None:
@@ -497,7 +609,7 @@ def _stop_process_group(
         raise RuntimeError(
             f"{name} left processes running after it exited; killed{details()}"
         ) from None
-    if process.returncode != 0:
+    if clean_exits is not None and process.returncode not in clean_exits:
         raise RuntimeError(f"{name} exited with status {process.returncode}{details()}")
 
 
@@ -529,8 +641,8 @@ def _serve_in_thread(
     thread = threading.Thread(target=loop, name=f"{name}-test-server", daemon=True)
     try:
         thread.start()
-        _await_serving(name, port, probe_path, start_timeout, thread.is_alive)
-        yield WsgiServer(f"http://{_HOST}:{port}", log)
+        await_serving(name, port, probe_path, start_timeout, thread.is_alive)
+        yield WsgiServer(f"http://{HOST}:{port}", log)
     finally:
         stop.set()
         thread.join(stop_timeout)
@@ -576,7 +688,7 @@ class _WsgirefTestServer(_WsgirefServer):
     request_queue_size = 128
 
     def __init__(self) -> None:
-        super().__init__((_HOST, 0), _QuietWsgirefHandler)
+        super().__init__((HOST, 0), _QuietWsgirefHandler)
         self.errors = _LockedText()
 
 
@@ -661,9 +773,9 @@ def serve_werkzeug(
         with lock:
             return list(started)
 
-    with _capturing("werkzeug") as log:
+    with capturing("werkzeug") as log:
         server = _make_werkzeug_server(
-            _HOST, 0, app, threaded=True, request_handler=Handler
+            HOST, 0, app, threaded=True, request_handler=Handler
         )
         yield from _serve_in_thread(
             "werkzeug",

@@ -16,19 +16,25 @@ group is killed and ``RuntimeError`` raised), and must have exited cleanly.
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from servers import (
+    HOST,
+    await_serving,
+    handed_socket,
+    start_in_session,
+    stop_process_group,
+    subprocess_environment,
+)
 
 import correlation
 
@@ -36,12 +42,10 @@ __all__ = ["ServerKind", "ServerProcess", "cpu_seconds", "rss_kib", "serve_proce
 
 ServerKind = Literal["uvicorn", "waitress"]
 
-_HOST = "127.0.0.1"
 _SUPPORT_DIR = Path(__file__).resolve().parent
 #: Where this process imports ``correlation`` and ``adapters`` from (the
 #: checkout, or an installed wheel): the server must run the same code.
 _CODE_ROOT = Path(correlation.__file__).resolve().parents[1]
-_POLL_INTERVAL = 0.02
 _PROBE_PATH = "/_diag"
 
 
@@ -111,25 +115,6 @@ def _command(kind: ServerKind, fd: int, threads: int, http: str) -> list[str]:
     ]
 
 
-def _answers(port: int) -> bool:
-    connection = http.client.HTTPConnection(_HOST, port, timeout=2.0)
-    try:
-        connection.request("GET", _PROBE_PATH)
-        return connection.getresponse().read() != b""
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-
-
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @contextmanager
 def serve_process(
     kind: ServerKind,
@@ -148,82 +133,48 @@ def serve_process(
     re-raised after a graceful shutdown (uvicorn); otherwise ``RuntimeError``
     says why, with the server's output.
     """
-    paths = [str(_SUPPORT_DIR), str(_CODE_ROOT)]
-    if os.environ.get("PYTHONPATH"):
-        paths.append(os.environ["PYTHONPATH"])
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(paths),
-        # As in the test process (filterwarnings = error).
-        "PYTHONWARNINGS": "error",
-        "PYTHONUNBUFFERED": "1",
-    }
+    environment = subprocess_environment(
+        [str(_SUPPORT_DIR), str(_CODE_ROOT)],
+        {
+            # As in the test process (filterwarnings = error).
+            "PYTHONWARNINGS": "error",
+            "PYTHONUNBUFFERED": "1",
+        },
+    )
     with tempfile.NamedTemporaryFile(prefix=f"soak-{kind}-") as output:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-            listener.bind((_HOST, 0))
-            listener.listen(1024)
-            port = listener.getsockname()[1]
-            fd = listener.fileno()
-            process = subprocess.Popen(
+        with handed_socket(backlog=1024) as (fd, port):
+            process = start_in_session(
                 _command(kind, fd, threads, http),
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                pass_fds=(fd,),
+                output,
                 env=environment,
                 # ``python -m`` puts the working directory first on sys.path:
                 # this folder, never the checkout's root.
                 cwd=_SUPPORT_DIR,
-                start_new_session=True,
+                pass_fds=(fd,),
             )
         # The server holds its own copy of the listening socket now.
-        server = ServerProcess(kind, process, f"http://{_HOST}:{port}", output.name)
+        server = ServerProcess(kind, process, f"http://{HOST}:{port}", output.name)
+
+        def details() -> str:
+            return f"; its output:\n{server.output()}"
+
         try:
-            deadline = time.monotonic() + start_timeout
-            while not _answers(port):
-                if process.poll() is not None:
-                    raise RuntimeError(
-                        f"{kind} exited ({process.returncode}) before it served;"
-                        f" its output:\n{server.output()}"
-                    )
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{kind} did not answer within {start_timeout} s;"
-                        f" its output:\n{server.output()}"
-                    )
-                time.sleep(_POLL_INTERVAL)
+            await_serving(
+                kind,
+                port,
+                _PROBE_PATH,
+                start_timeout,
+                lambda: process.poll() is None,
+                details,
+                need_body=True,
+            )
             yield server
         finally:
             try:
-                _stop(server, stop_timeout)
+                # uvicorn re-raises the SIGTERM after a graceful shutdown.
+                clean = {0, -signal.SIGTERM} if kind == "uvicorn" else {0}
+                stop_process_group(
+                    process, kind, stop_timeout, details, clean_exits=clean
+                )
             finally:
                 server.final_output.append(server.output())
-
-
-def _stop(server: ServerProcess, timeout: float) -> None:
-    """SIGTERM the server and wait for it; kill its group on a timeout."""
-    process = server.process
-    # start_new_session: the server leads a process group, id == pid.
-    group = process.pid
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGKILL)
-        process.wait(timeout)
-        raise RuntimeError(
-            f"{server.kind} did not exit within {timeout} s of SIGTERM; killed;"
-            f" its output:\n{server.output()}"
-        ) from None
-    if _group_alive(group):
-        with suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGKILL)
-        raise RuntimeError(f"{server.kind} left processes behind; killed them")
-    clean = {0, -signal.SIGTERM} if server.kind == "uvicorn" else {0}
-    if process.returncode not in clean:
-        raise RuntimeError(
-            f"{server.kind} exited with status {process.returncode};"
-            f" its output:\n{server.output()}"
-        )
