@@ -8,12 +8,16 @@ and the error pages the framework renders, run inside it and see the id.
 
 from __future__ import annotations
 
-import typing
+from correlation import _context, _ids
 
-from correlation import _config, _context, _ids
+# typing is not imported at run time: it would be most of this module's
+# import cost (mypy treats any constant named TYPE_CHECKING as True).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
-if typing.TYPE_CHECKING:
     from adapters._types import Message, Receive, Scope, Send, WrappedApp
+    from correlation._config import Config
 
 __all__ = ["RequestIdMiddleware"]
 
@@ -51,14 +55,23 @@ class RequestIdMiddleware:
     .. versionadded:: 0.1
     """
 
-    def __init__(
-        self, app: WrappedApp, *, config: _config.Config | None = None
-    ) -> None:
+    def __init__(self, app: WrappedApp, *, config: Config | None = None) -> None:
+        # Imported here, not with the module: see correlation._config.
+        from correlation._config import config_or_default
+
         self.app = app
-        self.config = config = _config.config_or_default(config)
+        self.config = config = config_or_default(config)
         # ASGI header names arrive lowercased from servers; compare lowercased
         # anyway, since hand-built scopes and some middleware do not.
         self._name = config.header_name.lower().encode("ascii")
+        # Decided once here, not per request: whether one valid header can be
+        # taken as it is (the default rule, checked on the raw bytes), and
+        # whether a missing one is the built-in generator's to fill.
+        self._default_rule = (
+            config.trust_incoming and config.validator is _ids.default_validator
+        )
+        self._default_generator = config.generator is _ids.generate_id
+        _mark_coroutine_function(_Request.send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one connection scope; see the class docstring."""
@@ -74,6 +87,7 @@ class RequestIdMiddleware:
             headers = list(headers)  # a one-shot iterable is read twice below
         name_len = len(name)
         found = None
+        duplicated = False
         for item in headers:
             key = item[0]
             # Inlined (this loop runs for every header of every request):
@@ -81,11 +95,12 @@ class RequestIdMiddleware:
             # comparison decides almost always without a lowered copy.
             if key == name or (len(key) == name_len and key.lower() == name):
                 if found is None:
-                    found = [item]
+                    found = item
                 else:
-                    found.append(item)
+                    duplicated = True
 
         binding = None
+        id_bytes = None
         # The scope mark is absent unless adapters are stacked: look it up
         # first, and read the context only when it is there.
         marker = scope.get(_context.MARKER_KEY)
@@ -95,42 +110,68 @@ class RequestIdMiddleware:
             # request; agree with it.
             request_id = outer.request_id
         else:
-            incoming = None
-            if found is not None:
+            if found is None:
+                if self._default_generator:
+                    request_id = _ids.generate_id()
+                else:
+                    request_id = _ids.resolve_request_id(config, None)
+            elif (
+                not duplicated
+                and self._default_rule
+                and _ids.default_accepts_bytes(found[1])
+            ):
+                # The common case: one occurrence that the default rule (which
+                # implies the hard floor) accepts as sent.
+                id_bytes = found[1]
+                request_id = id_bytes.decode("ascii")
+            else:
                 incoming = _ids.join_header_values(
-                    [item[1].decode("latin-1") for item in found]
+                    [item[1].decode("latin-1") for item in _named(headers, name)]
                 )
-            request_id = _config.resolve_request_id(config, incoming)
-            binding = outer = _context.bind_request_id(request_id)
+                request_id = _ids.resolve_request_id(config, incoming)
+            binding = outer = _Request()
+            _context.bind(binding, request_id)
 
         try:
-            id_bytes = request_id.encode("ascii")
             scope = dict(scope)
-            if config.update_request_header:
+            scope[_context.MARKER_KEY] = outer
+            if config.update_request_header and not (
+                # Already right: one header, spelled as this adapter writes
+                # it, holding the final id. The list is passed on unchanged.
+                id_bytes is not None and found is not None and found[0] == name
+            ):
+                id_bytes = request_id.encode("ascii")
                 if found is None:
                     headers = [*headers, (name, id_bytes)]
-                elif len(found) == 1:
-                    # The usual case: put the final id where the client's was.
+                elif not duplicated:
+                    # Put the final id where the client's value was.
                     headers = headers.copy()
-                    headers[headers.index(found[0])] = (name, id_bytes)
+                    headers[headers.index(found)] = (name, id_bytes)
                 else:
-                    headers = [item for item in headers if item not in found]
+                    headers = [item for item in headers if not _is_named(item, name)]
                     headers.append((name, id_bytes))
                 scope["headers"] = headers
+            elif id_bytes is None:
+                id_bytes = request_id.encode("ascii")
             state = scope.get("state")
             if state is None:
                 state = scope["state"] = {}
             state["request_id"] = request_id
-            scope[_context.MARKER_KEY] = outer
 
+            header = (name, id_bytes) if config.response_header else None
             if binding is None:
                 # The outer adapter owns the request: it wraps the server's
                 # callables; this one only adds its header.
-                if config.response_header:
-                    send = _send_with_header(send, name, id_bytes)
+                if header is not None:
+                    send = _send_with_header(send, header)
             else:
-                receive = _receive_without_id(receive)
-                send = _send_with_id(send, name, id_bytes, config.response_header)
+                # The binding also holds the wrappers of the server's
+                # callables: one object per request, not three.
+                binding.receive_ = receive
+                binding.send_ = send
+                binding.header = header
+                receive = binding.receive
+                send = binding.send
             await self.app(scope, receive, send)
         except Exception as exc:
             if binding is not None:
@@ -139,6 +180,18 @@ class RequestIdMiddleware:
         finally:
             if binding is not None:
                 _context.unbind(binding)
+
+
+def _is_named(item: tuple[bytes, bytes], name: bytes) -> bool:
+    key = item[0]
+    return key == name or (len(key) == len(name) and key.lower() == name)
+
+
+def _named(
+    headers: list[tuple[bytes, bytes]], name: bytes
+) -> list[tuple[bytes, bytes]]:
+    """Return every occurrence of the *name* header, in order."""
+    return [item for item in headers if _is_named(item, name)]
 
 
 # uvicorn resumes reading a paused connection from inside ``receive`` and
@@ -152,62 +205,93 @@ class RequestIdMiddleware:
 # starts the response.
 
 
-def _receive_without_id(receive: Receive) -> Receive:
-    """Wrap the server's ``receive`` so that server code runs with no id."""
+class _Request(_context.Binding):
+    """The owning adapter's binding, and its view of the server's callables.
 
-    async def receive_without_id() -> Message:
-        token = _context.clear_for_server()
+    ``send`` is a plain function that returns the server's own awaitable, so
+    the response start and streamed chunks cost no extra coroutine; only the
+    final body message, during which the id is hidden, gets one.
+    """
+
+    __slots__ = ("header", "receive_", "send_")
+
+    receive_: Receive
+    send_: Send
+    #: The response header to add, or ``None`` when it is not echoed.
+    header: tuple[bytes, bytes] | None
+
+    async def receive(self) -> Message:
+        """The server's ``receive``, run with the id hidden."""
+        token = _context.set_binding(None)
         try:
-            return await receive()
+            return await self.receive_()
         finally:
-            _context.restore_after_server(token)
+            _context.reset_binding(token)
 
-    return receive_without_id
-
-
-def _send_with_id(send: Send, name: bytes, value: bytes, add_header: bool) -> Send:
-    """The owning adapter's ``send``: adds the header, hides the id at the end."""
-
-    async def send_with_id(message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
+        """The server's ``send``: adds the header, hides the id at the end."""
         kind = message["type"]
         if kind == "http.response.body":
-            if not message.get("more_body", False):
-                token = _context.clear_for_server()
-                try:
-                    await send(message)
-                finally:
-                    _context.restore_after_server(token)
-                return
-        elif add_header and kind in _HEADER_MESSAGES:
-            message = _with_header(message, name, value)
-        await send(message)
+            if message.get("more_body", False):
+                return self.send_(message)
+            return self._send_last(message)
+        if self.header is not None and kind in _HEADER_MESSAGES:
+            message = _with_header(message, self.header)
+        return self.send_(message)
 
-    return send_with_id
+    async def _send_last(self, message: Message) -> None:
+        token = _context.set_binding(None)
+        try:
+            await self.send_(message)
+        finally:
+            _context.reset_binding(token)
 
 
-def _send_with_header(send: Send, name: bytes, value: bytes) -> Send:
+def _mark_coroutine_function(function: Callable[..., object]) -> None:
+    """Make ``iscoroutinefunction`` true for *function*, which returns one.
+
+    ``_Request.send`` is a plain function returning the server's coroutine
+    (or its own). Callers that check before they call, as asgiref's
+    ``AsyncToSync`` does (it warns otherwise), must still see an async
+    callable. The same marks ``inspect.markcoroutinefunction`` (3.12+) and
+    asyncio's legacy check (3.10, 3.11) look for; both modules are loaded by
+    then (``dataclasses`` imports ``inspect``; an ASGI server, ``asyncio``).
+    """
+    import inspect
+
+    if hasattr(inspect, "markcoroutinefunction"):
+        inspect.markcoroutinefunction(function)
+    else:  # pragma: no cover - Python 3.10 and 3.11
+        from asyncio import coroutines
+
+        function._is_coroutine = coroutines._is_coroutine  # type: ignore[attr-defined]
+
+
+def _send_with_header(send: Send, header: tuple[bytes, bytes]) -> Send:
     """A nested adapter's ``send``: only adds its header."""
 
     async def send_with_header(message: Message) -> None:
         if message["type"] in _HEADER_MESSAGES:
-            message = _with_header(message, name, value)
+            message = _with_header(message, header)
         await send(message)
 
     return send_with_header
 
 
-def _with_header(message: Message, name: bytes, value: bytes) -> Message:
-    """Return *message* with the id header added, unless the app set one."""
+def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
+    """Return *message* with *header* added, unless the app set that header."""
     headers = message.get("headers")
     if headers:
+        name = header[0]
         name_len = len(name)
-        for item in headers:
-            key = item[0]
-            if key == name or (len(key) == name_len and key.lower() == name):
+        for key, _ in headers:
+            if len(key) == name_len and (key == name or key.lower() == name):
                 # The application chose its own value: keep it, add no second.
                 return message
-        headers = [*headers, (name, value)]
+        headers = [*headers, header]
     else:
-        headers = [(name, value)]
+        headers = [header]
     # A new message, so an application that reuses its dict is unaffected.
-    return {**message, "headers": headers}
+    message = dict(message)
+    message["headers"] = headers
+    return message

@@ -9,15 +9,20 @@ through the same core pipeline, so both answer identically.
 from __future__ import annotations
 
 import contextvars
-import typing
 
-from correlation import _config, _context, _ids
+from correlation import _context, _ids
 
-if typing.TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+# typing is not imported at run time: it would be most of this module's
+# import cost (mypy treats any constant named TYPE_CHECKING as True).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import Any
 
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from correlation._config import Config
 
 __all__ = ["RequestIdMiddleware"]
 
@@ -62,100 +67,138 @@ class RequestIdMiddleware:
     .. versionadded:: 0.1
     """
 
-    def __init__(
-        self, app: WSGIApplication, *, config: _config.Config | None = None
-    ) -> None:
+    def __init__(self, app: WSGIApplication, *, config: Config | None = None) -> None:
+        # Imported here, not with the module: see correlation._config.
+        from correlation._config import config_or_default
+
         self.app = app
-        self.config = config = _config.config_or_default(config)
+        self.config = config = config_or_default(config)
         name = config.header_name
         self._name_lower = name.lower()
         self._environ_header = "HTTP_" + name.upper().replace("-", "_")
+        # Decided once here, not per request (see the ASGI adapter).
+        self._default_rule = (
+            config.trust_incoming and config.validator is _ids.default_validator
+        )
+        self._default_generator = config.generator is _ids.generate_id
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         """Serve one request; see the class docstring."""
-        context = contextvars.copy_context()
-        return context.run(self._serve, context, environ, start_response)
-
-    def _serve(
-        self,
-        context: contextvars.Context,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-    ) -> Iterable[bytes]:
         config = self.config
         raw = environ.get(self._environ_header)
-
-        binding = None
-        outer = _context.current_binding()
+        outer = _context.get_binding()
         if (
             outer is not None
             and outer.request_id is not None
-            # An outer WSGI adapter marks the environ, an outer ASGI adapter
-            # its scope (which a2wsgi passes on as environ["asgi.scope"]).
-            # Behind asgiref's WsgiToAsgi, which passes no scope, the
-            # rewritten request header is the only sign. A binding merely
-            # inherited from an earlier request has none of them.
-            and (_marker(environ) is outer or raw == outer.request_id)
-        ):
-            request_id = outer.request_id
-        else:
-            incoming = None if raw is None else _ids.join_header_values([raw])
-            request_id = _config.resolve_request_id(config, incoming)
-            binding = outer = _context.bind_request_id(request_id)
-
-        environ[_ENVIRON_KEY] = request_id
-        environ[_context.MARKER_KEY] = outer
-        if config.update_request_header:
-            environ[self._environ_header] = request_id
-
-        if config.response_header:
-            start_response = _id_start_response(
-                start_response, config.header_name, self._name_lower, request_id
+            and (
+                # An outer WSGI adapter marks the environ, an outer ASGI adapter
+                # its scope (which a2wsgi passes on as environ["asgi.scope"]).
+                # Behind asgiref's WsgiToAsgi, which passes no scope, the
+                # rewritten request header is the only sign. A binding merely
+                # inherited from an earlier request has none of them.
+                _marker(environ) is outer or raw == outer.request_id
             )
+        ):
+            return self._nested(outer, environ, start_response)
 
+        if raw is None:
+            if self._default_generator:
+                request_id = _ids.generate_id()
+            else:
+                request_id = _ids.resolve_request_id(config, None)
+        elif self._default_rule and _ids.default_validator(raw):
+            # The common case: one value the default rule (which implies the
+            # hard floor) accepts as sent.
+            request_id = raw
+        else:
+            incoming = _ids.join_header_values([raw])
+            request_id = _ids.resolve_request_id(config, incoming)
+
+        request = _Request()
+        environ[_ENVIRON_KEY] = request_id
+        environ[_context.MARKER_KEY] = request
+        if config.update_request_header and request_id is not raw:
+            environ[self._environ_header] = request_id
+        if config.response_header:
+            request.start_response_ = start_response
+            request.header = (config.header_name, request_id)
+            request.name_lower = self._name_lower
+            start_response = request.start_response
+
+        request.request_id = request_id
+        # The request's own context: bound with the ContextVar's own method
+        # and entered with Context.run, no Python frame of ours in between.
+        context = contextvars.copy_context()
+        context.run(_context.set_binding, request)
         try:
-            result = self.app(environ, start_response)
-            if binding is None:
-                # The outer adapter owns the request's lifetime.
-                return result
+            result = context.run(self.app, environ, start_response)
             if type(result) in (list, tuple):
-                _context.unbind(binding)
+                # No application code runs while a list is sent.
+                request.request_id = None  # ends it for every copy (see Binding)
                 return result
             if _is_file_wrapper(environ, result):
-                return _close_file_wrapper_in_context(result, context, binding)
-            return _Body(result, iter(result), context, binding)
+                return _close_file_wrapper_in_request(result, context, request)
+            return _Body(result, context.run(iter, result), context, request)
         except BaseException as exc:
             # BaseException too: a SystemExit or KeyboardInterrupt must not
             # leave the id alive in contexts the request copied.
-            if binding is not None and binding.request_id is not None:
-                if isinstance(exc, Exception):
-                    _context.note_request_id(exc, request_id)
-                _context.unbind(binding)
+            if isinstance(exc, Exception):
+                _context.note_request_id(exc, request_id)
+            request.request_id = None
             raise
 
+    def _nested(
+        self,
+        outer: _context.Binding,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        """Serve a request whose id an adapter further out chose and owns."""
+        config = self.config
+        request_id = outer.request_id
+        if request_id is None:  # pragma: no cover - current_binding() is live
+            raise RuntimeError("an ended binding cannot own a request")
+        environ[_ENVIRON_KEY] = request_id
+        if config.update_request_header:
+            environ[self._environ_header] = request_id
+        if config.response_header:
+            request = _Request()
+            request.start_response_ = start_response
+            request.header = (config.header_name, request_id)
+            request.name_lower = self._name_lower
+            start_response = request.start_response
+        return self.app(environ, start_response)
 
-def _id_start_response(
-    start_response: StartResponse, name: str, name_lower: str, request_id: str
-) -> StartResponse:
-    """Wrap the server's ``start_response`` to add the id header once."""
 
-    def start_response_with_id(
+class _Request(_context.Binding):
+    """The owning adapter's binding, and its wrapper of ``start_response``."""
+
+    __slots__ = ("header", "name_lower", "start_response_")
+
+    start_response_: StartResponse
+    #: The response header to add: (name, id).
+    header: tuple[str, str]
+    name_lower: str
+
+    def start_response(
+        self,
         status: str,
         headers: list[tuple[str, str]],
         exc_info: OptExcInfo | None = None,
         /,
-    ) -> typing.Callable[[bytes], object]:
+    ) -> Callable[[bytes], object]:
+        """The server's ``start_response``, with the id header added once."""
+        name_lower = self.name_lower
+        name_len = len(name_lower)
         for key, _ in headers:
-            if key.lower() == name_lower:
+            if len(key) == name_len and key.lower() == name_lower:
                 # The application chose its own value: keep it, add no second.
                 break
         else:
-            headers = [*headers, (name, request_id)]
-        return start_response(status, headers, exc_info)
-
-    return start_response_with_id
+            headers = [*headers, self.header]
+        return self.start_response_(status, headers, exc_info)
 
 
 def _marker(environ: WSGIEnvironment) -> object:
@@ -172,8 +215,8 @@ def _is_file_wrapper(environ: WSGIEnvironment, result: object) -> bool:
     return isinstance(file_wrapper, type) and isinstance(result, file_wrapper)
 
 
-def _close_file_wrapper_in_context(
-    result: Iterable[bytes], context: contextvars.Context, binding: _context.Binding
+def _close_file_wrapper_in_request(
+    result: Iterable[bytes], context: contextvars.Context, request: _context.Binding
 ) -> Iterable[bytes]:
     """Keep the file wrapper itself (sendfile), but close it in the request.
 
@@ -185,72 +228,79 @@ def _close_file_wrapper_in_context(
     close = getattr(result, "close", None)
     if close is not None:
 
-        def close_in_context() -> None:
-            _close_in_context(close, context, binding)
+        def close_in_request() -> None:
+            _close_in_request(close, context, request)
 
         try:
-            setattr(result, "close", close_in_context)  # noqa: B010
+            setattr(result, "close", close_in_request)  # noqa: B010
         except (AttributeError, TypeError):
             pass
         else:
             return result
-    _context.unbind(binding)
+    request.request_id = None
     return result
 
 
-def _close_in_context(
-    close: typing.Callable[[], object] | None,
+def _close_in_request(
+    close: Callable[[], object] | None,
     context: contextvars.Context,
-    binding: _context.Binding,
+    request: _context.Binding,
 ) -> None:
     """Run a body's ``close`` in the request's context, then end the request."""
     try:
         if close is not None:
             context.run(close)
     except Exception as exc:
-        _context.note_request_id(exc, binding.request_id)
+        _context.note_request_id(exc, request.request_id)
         raise
     finally:
-        if binding.request_id is not None:
-            context.run(_context.unbind, binding)
+        request.request_id = None  # ends it for every copy (see Binding)
+
+
+#: What ``next`` returns at the end of a body (no chunk is this object).
+_END: Any = object()
 
 
 class _Body:
     """The response body, iterated and closed in the request's own context."""
 
-    __slots__ = ("_binding", "_context", "_iterable", "_iterator")
+    __slots__ = ("_context", "_iterable", "_iterator", "_request")
 
     def __init__(
         self,
         iterable: Iterable[bytes],
         iterator: Iterator[bytes],
         context: contextvars.Context,
-        binding: _context.Binding,
+        request: _context.Binding,
     ) -> None:
         self._iterable = iterable
         self._iterator = iterator
         self._context = context
-        self._binding = binding
+        self._request = request
 
     def __iter__(self) -> _Body:
         return self
 
     def __next__(self) -> bytes:
         try:
-            return self._context.run(next, self._iterator)
-        except StopIteration:
-            raise
+            # The default, not StopIteration, marks the end: an exception
+            # passing through this frame would cost more than the chunk.
+            chunk = self._context.run(next, self._iterator, _END)
         except Exception as exc:
-            _context.note_request_id(exc, self._binding.request_id)
+            _context.note_request_id(exc, self._request.request_id)
             raise
+        if chunk is _END:
+            raise StopIteration
+        return chunk
 
     def close(self) -> None:
         """Close the wrapped body in the request's context, then end it."""
-        close = getattr(self._iterable, "close", None)
-        _close_in_context(close, self._context, self._binding)
+        _close_in_request(
+            getattr(self._iterable, "close", None), self._context, self._request
+        )
 
     def __del__(self) -> None:
         # A server that drops the body without calling close() (PEP 3333 says
         # it must; asgiref's WsgiToAsgi, django/asgiref#587, does not) still
         # ends the request here: copies of its context stop seeing the id.
-        self._binding.request_id = None
+        self._request.request_id = None

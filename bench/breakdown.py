@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextvars
+import contextlib
 import cProfile
 import io
 import json
+import os
 import pstats
 import sys
 import time
@@ -57,23 +58,29 @@ def _ns(function: Callable[[], object], number: int, repeat: int) -> float:
 def _components() -> dict[str, Callable[[], object]]:
     """The parts of the request path, each as a zero-argument call."""
     config = _config.Config()
-    headers = [*micro._ASGI_HEADERS, (b"x-request-id", VALUE.encode())]
+    raw = VALUE.encode()
+    headers = [*micro._ASGI_HEADERS, (b"x-request-id", raw)]
     scope = {**micro._ASGI_SCOPE, "headers": headers, "state": {}}
     name = b"x-request-id"
+    header = (name, raw)
 
     def scan_headers() -> object:
-        # The shape of the ASGI adapter's loop: every header, lowercased.
-        found = []
-        kept = []
+        # The shape of the ASGI adapter's loop: every header, exact match
+        # first, lowercased only when the length matches.
+        found = None
         for item in headers:
-            if item[0].lower() == name:
-                found.append(item[1])
-            else:
-                kept.append(item)
+            key = item[0]
+            if key == name or (len(key) == len(name) and key.lower() == name):
+                found = item
         return found
 
     def bind_unbind() -> None:
-        _context.unbind(_context.bind_request_id(VALUE))
+        request = asgi._Request()
+        _context.bind(request, VALUE)
+        _context.unbind(request)
+
+    def hide_restore() -> None:
+        _context.reset_binding(_context.set_binding(None))
 
     async def send(message: Message) -> None:
         return None
@@ -83,66 +90,69 @@ def _components() -> dict[str, Callable[[], object]]:
         "status": 200,
         "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")],
     }
+    last: Message = {"type": "http.response.body", "body": b"ok"}
+    owner = asgi._Request()
+    owner.send_ = send
+    owner.header = header
+
+    def send_start() -> None:
+        owner.send(start).close()  # type: ignore[attr-defined]
+
+    def send_last() -> None:
+        # The final body: a coroutine that hides the id around the server's.
+        coroutine = owner.send(last)
+        with contextlib.suppress(StopIteration):
+            coroutine.send(None)  # type: ignore[attr-defined]
 
     start_response = micro._start_response
-    wrapped_start = wsgi._id_start_response(
-        start_response, "X-Request-ID", "x-request-id", VALUE
-    )
+    wsgi_request = wsgi._Request()
+    wsgi_request.start_response_ = start_response
+    wsgi_request.header = ("X-Request-ID", VALUE)
+    wsgi_request.name_lower = "x-request-id"
     wsgi_headers = [("Content-Type", "text/plain"), ("Content-Length", "2")]
     environ = dict(micro._WSGI_ENVIRON)
-    context = contextvars.copy_context()
     body = [b"ok"]
 
     def body_one_chunk() -> None:
-        # Bound inside the request's context, as the adapter does.
-        binding = context.run(_context.bind_request_id, VALUE)
-        wrapped = wsgi._Body(body, iter(body), context, binding)
+        request = wsgi._Request()
+        request.request_id = VALUE
+        wrapped = wsgi._Body(body, iter(body), request)
         for _chunk in wrapped:
             pass
         wrapped.close()
 
     return {
         "ASGI: scan 6 request headers (the adapter's loop shape)": scan_headers,
-        "ASGI: dict(scope) copy": lambda: dict(scope),
-        "ASGI: bytes.decode('latin-1') of the value": lambda: VALUE.encode().decode(
-            "latin-1"
+        "ASGI: scope.copy()": scope.copy,
+        "ASGI: default_accepts_bytes(raw value)": lambda: _ids.default_accepts_bytes(
+            raw
         ),
+        "ASGI: raw value .decode('ascii')": lambda: raw.decode("ascii"),
         "core: join_header_values([value])": lambda: _ids.join_header_values([VALUE]),
         "core: passes_floor(value)": lambda: _ids.passes_floor(VALUE),
-        "core: default_validator(value) (regex)": lambda: _ids.default_validator(VALUE),
+        "core: default_validator(value)": lambda: _ids.default_validator(VALUE),
         "core: resolve_request_id(config, value), whole pipeline": lambda: (
-            _config.resolve_request_id(config, VALUE)
+            _ids.resolve_request_id(config, VALUE)
         ),
         "core: resolve_request_id(config, None), generates": lambda: (
-            _config.resolve_request_id(config, None)
+            _ids.resolve_request_id(config, None)
         ),
-        "core: generate_id() (os.urandom(16).hex())": _ids.generate_id,
+        "core: generate_id() (batched os.urandom)": _ids.generate_id,
+        "for comparison: os.urandom(16).hex()": lambda: os.urandom(16).hex(),
         "for comparison: uuid.uuid4().hex": lambda: uuid.uuid4().hex,
         "core: current_binding()": _context.current_binding,
-        "core: bind_request_id + unbind": bind_unbind,
-        "ASGI: _send_with_id(...) closure creation": lambda: asgi._send_with_id(
-            send, name, b"x", True
-        ),
-        "ASGI: _receive_without_id(...) closure creation": lambda: (
-            asgi._receive_without_id(send)  # type: ignore[arg-type]
-        ),
-        "ASGI: _with_header(start message)": lambda: asgi._with_header(
-            start, name, VALUE.encode()
-        ),
-        "WSGI: contextvars.copy_context()": contextvars.copy_context,
-        "WSGI: context.run(empty function)": lambda: context.run(_empty),
-        "WSGI: _id_start_response(...) closure creation": lambda: (
-            wsgi._id_start_response(
-                start_response, "X-Request-ID", "x-request-id", VALUE
-            )
-        ),
-        "WSGI: the wrapped start_response, 2 headers": lambda: wrapped_start(
+        "ASGI: _Request() + bind + unbind": bind_unbind,
+        "core: hide the id and restore it (set_binding/reset_binding)": hide_restore,
+        "ASGI: _with_header(start message)": lambda: asgi._with_header(start, header),
+        "ASGI: _Request.send(start), header added": send_start,
+        "ASGI: _Request.send(final body), id hidden": send_last,
+        "WSGI: _Request.start_response, 2 headers": lambda: wsgi_request.start_response(
             "200 OK", wsgi_headers
         ),
         "WSGI: _is_file_wrapper(environ, body)": lambda: wsgi._is_file_wrapper(
             environ, body
         ),
-        "WSGI: bind + _Body over 1 chunk, iterate, close": body_one_chunk,
+        "WSGI: _Body over 1 chunk, iterate, close": body_one_chunk,
     }
 
 

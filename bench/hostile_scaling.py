@@ -24,8 +24,7 @@ from wsgiref.util import setup_testing_defaults
 
 from adapters import asgi, wsgi
 from correlation import Config
-from correlation._config import resolve_request_id
-from correlation._ids import join_header_values
+from correlation._ids import join_header_values, resolve_request_id
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -1,4 +1,10 @@
-"""The header configuration shared by every adapter, and the id pipeline."""
+"""The header configuration shared by every adapter.
+
+Importing this module costs most of the package's import time (``dataclasses``
+pulls in ``inspect``), so nothing imports it until a ``Config`` is needed:
+``correlation.Config`` is loaded on first access, and the adapters import it
+when they are constructed.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from correlation._ids import (
-    _DEFAULT_RULE,
-    default_validator,
-    generate_id,
-    passes_floor,
-)
-
-
-def _debug(message: str, *args: object, exc_info: bool = False) -> None:
-    """Log on the package logger at DEBUG; only rejected or failing input does.
-
-    ``logging`` is imported here, not at module level: it is most of the
-    package's import cost, and a request with a valid id never logs.
-    """
-    import logging
-
-    logging.getLogger("correlation").debug(message, *args, exc_info=exc_info)
-
+from correlation._ids import default_validator, generate_id, passes_floor
 
 # RFC 9110 section 5.1: field-name = token; token = 1*tchar.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -137,59 +126,3 @@ def _check_generator(
             f"generator output must pass the validator, but {sample!r} from"
             f" {generator!r} was rejected by {validator!r}"
         )
-
-
-def resolve_request_id(config: Config, incoming: str | None) -> str:
-    """Return the id for a request, given its joined header value or ``None``.
-
-    This is the one pipeline both adapters use: the hard floor first, then the
-    validator; anything rejected, or absent, or untrusted is replaced by a
-    generated id. User hooks that raise never turn the request into an error.
-    The rejected value itself is never logged: a log line is exactly where a
-    forged CR/LF or escape sequence would do harm.
-    """
-    if incoming is not None and config.trust_incoming:
-        if (
-            config.validator is default_validator
-            and _DEFAULT_RULE.fullmatch(incoming) is not None
-        ):
-            # The common case in one step: the default rule implies the floor.
-            return incoming
-        if passes_floor(incoming):
-            try:
-                if config.validator(incoming):
-                    return incoming
-            except Exception as exc:
-                # Only the exception's type: its message may quote the value.
-                _debug("validator raised %s; a new id is generated", type(exc).__name__)
-            else:
-                _debug(
-                    "incoming %s header rejected by the validator (%d characters);"
-                    " a new id is generated",
-                    config.header_name,
-                    len(incoming),
-                )
-        else:
-            _debug(
-                "incoming %s header fails the hard floor (%d characters);"
-                " a new id is generated",
-                config.header_name,
-                len(incoming),
-            )
-    return _generate(config)
-
-
-def _generate(config: Config) -> str:
-    generator = config.generator
-    if generator is generate_id:
-        return generate_id()
-    try:
-        value = generator()
-    except Exception:
-        _debug("generator raised; the built-in generator is used", exc_info=True)
-        return generate_id()
-    if passes_floor(value):
-        # A str subclass (a StrEnum, say) becomes a plain str: the id is data.
-        return str.__str__(value)
-    _debug("generator output fails the hard floor; the built-in one is used")
-    return generate_id()

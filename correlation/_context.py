@@ -16,18 +16,24 @@ from contextvars import ContextVar, Token
 __all__ = [
     "MARKER_KEY",
     "Binding",
+    "bind",
     "bind_request_id",
-    "clear_for_server",
     "current_binding",
+    "get_binding",
     "get_request_id",
     "note_request_id",
-    "restore_after_server",
+    "reset_binding",
+    "set_binding",
     "unbind",
 ]
 
 
 class Binding:
-    """One request's id, for as long as the request is in flight."""
+    """One request's id, for as long as the request is in flight.
+
+    Adapters may subclass it (with ``__slots__``) to keep their own
+    per-request state on the same object.
+    """
 
     __slots__ = ("_token", "request_id")
 
@@ -76,14 +82,22 @@ def current_binding() -> Binding | None:
     return binding
 
 
-def bind_request_id(request_id: str) -> Binding:
+def bind(binding: Binding, request_id: str) -> None:
     """Make *request_id* the current id in this context until ``unbind``.
 
-    The caller must call ``unbind`` in the same context, in a ``finally``.
+    *binding* is a new ``Binding``, or an instance of an adapter's subclass
+    that also carries its per-request state (one object per request instead
+    of two). The caller must call ``unbind`` in the same context, in a
+    ``finally``.
     """
-    binding = Binding()
     binding.request_id = request_id
     binding._token = _BINDING.set(binding)
+
+
+def bind_request_id(request_id: str) -> Binding:
+    """Bind *request_id* with a new plain ``Binding`` and return it."""
+    binding = Binding()
+    bind(binding, request_id)
     return binding
 
 
@@ -93,23 +107,20 @@ def unbind(binding: Binding) -> None:
     _BINDING.reset(binding._token)
 
 
-def clear_for_server() -> Token[Binding | None]:
-    """Hide the id while server code runs on the request's behalf.
-
-    Adapters call it around the server's own callables (ASGI ``receive``):
-    asyncio captures the current context for callbacks the server schedules
-    there, and uvicorn (issue 2167) starts the next request on a keep-alive
-    connection in such a captured copy. Holding no binding at that moment
-    keeps the next request clean even while this one still runs (a Starlette
-    background task after the response, say). Undo with
-    ``restore_after_server`` in the same context.
-    """
-    return _BINDING.set(None)
-
-
-def restore_after_server(token: Token[Binding | None]) -> None:
-    """Undo ``clear_for_server``."""
-    _BINDING.reset(token)
+# Adapters hide the id while server code runs on the request's behalf (ASGI
+# ``receive`` and the final body ``send``): asyncio captures the current
+# context for callbacks the server schedules there, and uvicorn (issue 2167)
+# starts the next request on a keep-alive connection in such a captured copy.
+# Holding no binding at that moment keeps the next request clean even while
+# this one still runs (a Starlette background task after the response, say).
+# ``token = set_binding(None)``, then ``reset_binding(token)`` in the same
+# context. They are the ContextVar's own methods, not wrappers: they run on
+# every response, and a Python frame would double their cost.
+set_binding = _BINDING.set
+reset_binding = _BINDING.reset
+#: The ContextVar's own ``get``: the current ``Binding`` (ended or not) or
+#: ``None``, for adapters looking for an outer one on every request.
+get_binding = _BINDING.get
 
 
 def note_request_id(exc: BaseException, request_id: str | None) -> None:

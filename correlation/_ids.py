@@ -1,13 +1,18 @@
-"""Pure functions that generate, normalise and check request ids.
+"""Pure functions that generate, normalise, check and choose request ids.
 
 Nothing here knows about ASGI, WSGI or the ContextVar: both adapters feed the
-same strings through these functions, so they cannot disagree.
+same strings through these functions, so they cannot disagree. It imports
+``os`` only (no ``re``, no ``dataclasses``), so that code importing just
+``get_request_id`` stays cheap to import.
 """
 
 from __future__ import annotations
 
 import os
-import re
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from correlation._config import Config
 
 #: Longest value the hard floor lets through. Far above any real id, and low
 #: enough that a hostile 300 KB header is dropped after one length check.
@@ -16,19 +21,64 @@ MAX_FLOOR_LENGTH = 1024
 #: Longest value the default rule accepts (a UUID is 36, a W3C trace-id 32).
 MAX_DEFAULT_LENGTH = 128
 
-# The default rule: letters, digits and the punctuation that common id schemes
-# use (UUIDs, base64 with ``+/=``, ``service:id``, e-mail-like ``a@b``). ``,``
-# is absent on purpose: a joined list of several values is not one id.
-_DEFAULT_RULE = re.compile(rf"[A-Za-z0-9\-_.:/+=@~]{{1,{MAX_DEFAULT_LENGTH}}}")
+# The default rule's characters: letters, digits and the punctuation that
+# common id schemes use (UUIDs, base64 with ``+/=``, ``service:id``,
+# e-mail-like ``a@b``). ``,`` is absent on purpose: a joined list of several
+# values is not one id. ``bytes.translate`` deletes them; whatever is left
+# breaks the rule. It is as fast as a compiled regex and needs no ``re``.
+_DEFAULT_CHARACTERS = (
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:/+=@~"
+)
+
+
+def default_accepts_bytes(value: bytes) -> bool:
+    """Return whether the default rule accepts the raw header *value*.
+
+    The ASGI adapter checks the bytes a server hands over before decoding
+    them. Alphanumeric values (hex ids, this package's own among them) are
+    decided by ``bytes.isalnum`` alone, which is ASCII-only for bytes.
+    """
+    if value.isalnum():
+        return len(value) <= MAX_DEFAULT_LENGTH
+    return 0 < len(value) <= MAX_DEFAULT_LENGTH and not value.translate(
+        None, _DEFAULT_CHARACTERS
+    )
+
+
+#: Ids made per ``os.urandom`` call. A system call costs far more than slicing
+#: a string, and this is the cost of every request that arrives without an id.
+_BATCH = 64
+
+# Ready-made ids, taken with ``list.pop``, which is atomic: threads never get
+# the same one. The same approach as Node's ``crypto.randomUUID`` entropy
+# cache and Go's ``uuid.EnableRandPool``.
+_pool: list[str] = []
 
 
 def generate_id() -> str:
     """Return a new random id: 32 lowercase hex characters.
 
-    The 128 bits come straight from the operating system's CSPRNG, the same
-    strength as ``uuid.uuid4().hex`` without building a ``UUID`` object.
+    Each id is 128 bits straight from the operating system's CSPRNG, the same
+    strength as ``uuid.uuid4().hex`` (which keeps 122 of them) without
+    building a ``UUID`` object. The bits are read 64 ids at a time; a forked
+    child process drops the ids it inherited, so two processes never share one.
     """
-    return os.urandom(16).hex()
+    try:
+        return _pool.pop()
+    except IndexError:
+        return _refill()
+
+
+def _refill() -> str:
+    data = os.urandom(16 * _BATCH).hex()
+    ids = [data[start : start + 32] for start in range(0, len(data), 32)]
+    request_id = ids.pop()
+    _pool.extend(ids)
+    return request_id
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_pool.clear)
 
 
 def passes_floor(value: object) -> bool:
@@ -55,7 +105,7 @@ def default_validator(value: str) -> bool:
     ``- _ . : / + = @ ~``. Use it to build a stricter or looser rule of your
     own, e.g. ``lambda v: default_validator(v) and v.startswith("svc-")``.
     """
-    return _DEFAULT_RULE.fullmatch(value) is not None
+    return value.isascii() and default_accepts_bytes(value.encode("ascii"))
 
 
 def join_header_values(values: list[str]) -> str:
@@ -74,3 +124,67 @@ def join_header_values(values: list[str]) -> str:
     return ",".join(
         piece.strip(" \t") for value in values for piece in value.split(",")
     )
+
+
+def _debug(message: str, *args: object, exc_info: bool = False) -> None:
+    """Log on the package logger at DEBUG; only rejected or failing input does.
+
+    ``logging`` is imported here, not at module level: it is most of the
+    package's import cost, and a request with a valid id never logs.
+    """
+    import logging
+
+    logging.getLogger("correlation").debug(message, *args, exc_info=exc_info)
+
+
+def resolve_request_id(config: Config, incoming: str | None) -> str:
+    """Return the id for a request, given its joined header value or ``None``.
+
+    This is the one pipeline both adapters use: the hard floor first, then the
+    validator; anything rejected, or absent, or untrusted is replaced by a
+    generated id. User hooks that raise never turn the request into an error.
+    The rejected value itself is never logged: a log line is exactly where a
+    forged CR/LF or escape sequence would do harm.
+    """
+    if incoming is not None and config.trust_incoming:
+        if config.validator is default_validator and default_validator(incoming):
+            # The common case in one step: the default rule implies the floor.
+            return incoming
+        if passes_floor(incoming):
+            try:
+                if config.validator(incoming):
+                    return incoming
+            except Exception as exc:
+                # Only the exception's type: its message may quote the value.
+                _debug("validator raised %s; a new id is generated", type(exc).__name__)
+            else:
+                _debug(
+                    "incoming %s header rejected by the validator (%d characters);"
+                    " a new id is generated",
+                    config.header_name,
+                    len(incoming),
+                )
+        else:
+            _debug(
+                "incoming %s header fails the hard floor (%d characters);"
+                " a new id is generated",
+                config.header_name,
+                len(incoming),
+            )
+    return _generate(config)
+
+
+def _generate(config: Config) -> str:
+    generator = config.generator
+    if generator is generate_id:
+        return generate_id()
+    try:
+        value = generator()
+    except Exception:
+        _debug("generator raised; the built-in generator is used", exc_info=True)
+        return generate_id()
+    if passes_floor(value):
+        # A str subclass (a StrEnum, say) becomes a plain str: the id is data.
+        return str.__str__(value)
+    _debug("generator output fails the hard floor; the built-in one is used")
+    return generate_id()

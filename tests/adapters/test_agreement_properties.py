@@ -25,8 +25,7 @@ from wsgi_testing import values_of as wsgi_values
 
 from adapters import asgi, wsgi
 from correlation import Config, default_validator, get_request_id
-from correlation._config import resolve_request_id
-from correlation._ids import join_header_values
+from correlation._ids import join_header_values, resolve_request_id
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import logging
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,6 +28,7 @@ from asgi_testing import (
     serve,
     values_of,
 )
+from asgiref.sync import iscoroutinefunction
 
 from adapters._types import ASGIApp, Message, Receive, Scope, Send
 from adapters.asgi import RequestIdMiddleware
@@ -240,6 +243,33 @@ def test_body_messages_pass_through_unchanged() -> None:
     assert sent.messages[1] is body
     assert sent.messages[2] is last
     assert body == {"type": "http.response.body", "body": b"x", "more_body": True}
+
+
+@pytest.mark.parametrize("outer", [False, True], ids=["owner", "nested"])
+def test_send_given_to_the_app_is_async_for_callers_that_check(outer: bool) -> None:
+    """asgiref's and inspect's iscoroutinefunction accept the wrapped send.
+
+    The owning adapter's send returns the server's own coroutine for the
+    response start and streamed chunks; callers that check before calling
+    (asgiref's AsyncToSync warns on a plain function) still see an async one.
+    """
+    checks: list[tuple[bool, bool]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        checks.append((iscoroutinefunction(send), inspect.iscoroutinefunction(send)))
+        started = send({"type": "http.response.start", "status": 204, "headers": []})
+        assert inspect.isawaitable(started)
+        await started
+        await send({"type": "http.response.body", "body": b""})
+
+    wrapped: ASGIApp = RequestIdMiddleware(app)
+    if outer:
+        wrapped = RequestIdMiddleware(wrapped)
+    sent = serve(wrapped, http_scope([(b"x-request-id", b"abc")]))
+    assert values_of(response_start(sent)["headers"], b"x-request-id") == [b"abc"]
+    # A nested adapter's send is a coroutine function; the owner's carries a
+    # mark that inspect's own check reads on Python 3.12+ only.
+    assert checks == [(True, outer or sys.version_info >= (3, 12))]
 
 
 # --- request headers ------------------------------------------------------

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
+import correlation
 from correlation import Config, default_validator, generate_id
-from correlation._config import resolve_request_id
-from correlation._ids import join_header_values, passes_floor
+from correlation._ids import join_header_values, passes_floor, resolve_request_id
+
+# Where the imported package lives, so a subprocess imports the same code.
+IMPORT_ROOT = str(Path(correlation.__file__).resolve().parent.parent)
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 
@@ -394,3 +402,50 @@ def test_rejected_value_is_never_logged(
             assert "h0stile" not in text
             assert hostile not in text
             assert repr(hostile) not in text
+
+
+def test_generate_id_is_distinct_across_threads() -> None:
+    """Threads drawing ids at once from the ready-made batch never share one."""
+    per_thread = 5_000
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        batches = list(
+            pool.map(lambda _: [generate_id() for _ in range(per_thread)], range(8))
+        )
+    ids = [request_id for batch in batches for request_id in batch]
+    assert len(set(ids)) == len(ids) == 8 * per_thread
+
+
+def test_forked_child_never_reuses_the_parents_ids() -> None:
+    """After fork, the child draws fresh ids, not the rest of the parent's batch.
+
+    Run in a fresh interpreter: forking this test process, which may hold
+    threads, is unsafe. The parent draws one id (so a batch is ready), forks,
+    and compares the child's next ids with its own next ones.
+    """
+    script = textwrap.dedent(
+        """
+        import os, sys
+        sys.path.insert(0, sys.argv[1])
+        from correlation import generate_id
+
+        generate_id()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.write(write, " ".join(generate_id() for _ in range(8)).encode())
+            os._exit(0)
+        os.close(write)
+        child = os.read(read, 4096).decode().split()
+        os.waitpid(pid, 0)
+        parent = [generate_id() for _ in range(80)]
+        print(len(child), len(set(child) & set(parent)))
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script, IMPORT_ROOT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert completed.stdout.split() == ["8", "0"]

@@ -126,3 +126,44 @@ def test_core_never_imports_adapters(path: Path) -> None:
         and (node.value == "adapters" or node.value.startswith("adapters."))
     ]
     assert named == []
+
+
+#: Standard-library modules that cost more to import than the whole package:
+#: ``dataclasses`` (with ``inspect``, ``ast``, ``dis``, ``enum``), ``re``,
+#: ``typing``, ``logging``. Library code importing ``get_request_id``, and an
+#: app importing an adapter, load none of them through this package.
+HEAVY_STDLIB = ["ast", "dataclasses", "enum", "inspect", "logging", "re", "typing"]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "from correlation import get_request_id",
+        "import correlation, adapters.asgi",
+        "import correlation, adapters.wsgi",
+    ],
+)
+def test_import_loads_no_heavy_standard_library(statement: str) -> None:
+    """The cheap imports stay cheap: no dataclasses, re, typing or logging."""
+    bare = _modules_loaded_by("pass")
+    loaded = _modules_loaded_by(statement) - bare
+    assert loaded.isdisjoint(HEAVY_STDLIB), sorted(loaded & set(HEAVY_STDLIB))
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "from correlation import Config",
+        "import correlation; correlation.Config()",
+        "import adapters.asgi; adapters.asgi.RequestIdMiddleware(None)",
+        "import adapters.wsgi; adapters.wsgi.RequestIdMiddleware(None)",
+    ],
+)
+def test_config_loads_dataclasses_on_first_use(statement: str) -> None:
+    """Config is loaded when first used: then it is the real dataclass."""
+    # The statement loaded dataclasses itself, before the check imports it.
+    _modules_loaded_by(
+        f"{statement}; assert 'dataclasses' in sys.modules;"
+        " import dataclasses, correlation;"
+        " assert dataclasses.is_dataclass(correlation.Config)"
+    )

@@ -16,8 +16,12 @@ from hypothesis import strategies as st
 from log_testing import correlation_logs
 
 from correlation import Config, default_validator, generate_id
-from correlation._config import resolve_request_id
-from correlation._ids import join_header_values, passes_floor
+from correlation._ids import (
+    default_accepts_bytes,
+    join_header_values,
+    passes_floor,
+    resolve_request_id,
+)
 
 #: No example database (nothing written into the checkout), no deadline (a
 #: slow machine is not a failure), and room for the few long values.
@@ -245,6 +249,14 @@ def test_floor_and_default_rule_match_reference(value: str) -> None:
     """passes_floor and default_validator agree with the reference rules on any text."""
     assert passes_floor(value) is reference_floor(value)
     assert default_validator(value) is reference_rule(value)
+
+
+@PROPERTY
+@given(st.one_of(LATIN1_TEXT, VALID_IDS, FLOOR_EDGE))
+def test_default_rule_on_raw_bytes_matches_reference(value: str) -> None:
+    """The ASGI adapter's check of the raw header bytes is the same rule."""
+    raw = value.encode("latin-1")
+    assert default_accepts_bytes(raw) is reference_rule(value)
 
 
 @PROPERTY
