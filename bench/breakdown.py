@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import cProfile
 import io
 import json
@@ -116,7 +117,9 @@ def _components() -> dict[str, Callable[[], object]]:
     def body_one_chunk() -> None:
         request = wsgi._Request()
         request.request_id = VALUE
-        wrapped = wsgi._Body(body, iter(body), request)
+        context = contextvars.copy_context()
+        context.run(_context.set_binding, request)
+        wrapped = wsgi._Body(body, iter(body), context, request)
         for _chunk in wrapped:
             pass
         wrapped.close()
@@ -152,7 +155,9 @@ def _components() -> dict[str, Callable[[], object]]:
         "WSGI: _is_file_wrapper(environ, body)": lambda: wsgi._is_file_wrapper(
             environ, body
         ),
-        "WSGI: _Body over 1 chunk, iterate, close": body_one_chunk,
+        "WSGI: copy_context() + bind in it + _Body over 1 chunk, iterate, close": (
+            body_one_chunk
+        ),
     }
 
 
