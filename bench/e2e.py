@@ -5,11 +5,13 @@ gunicorn's threaded worker (``_apps:wsgi_bare`` and ``_apps:wsgi_ours``), one
 server process per app, on 127.0.0.1, and drives them with a bounded load
 generator: ``wrk`` with one thread and a fixed number of keep-alive
 connections for a fixed time when it is installed (``apt-get install wrk``),
-otherwise a Python client with two processes. For each server, the bare app's
-and our app's servers run side by side, and short loads alternate between them
-in ABBA order (bare, ours, ours, bare, ...), ``--reps`` loads each, with the
-``X-Request-ID`` header and without it, so the machine's drift falls on both
-alike. The report gives the ratio of median throughputs, adapter over bare.
+otherwise a Python client with two processes. For each server, the bare app's,
+our app's and the reference middleware's servers run side by side, and short
+loads alternate between them, the order reversed every other round (bare,
+ours, reference, reference, ours, bare, ...), ``--reps`` loads each, with the
+``X-Request-ID`` header and without it, so the machine's drift falls on all
+alike. The report gives the ratio of median throughputs, adapter over bare,
+and the reference's for scale: the least a request-id middleware costs there.
 
     python bench/e2e.py --out bench/results/e2e.json
 """
@@ -40,6 +42,7 @@ import _machine
 HERE = Path(__file__).resolve().parent
 HEADER_VALUE = "0f8fad5bd9cb469fa16570867728950e"
 VARIANTS = ("header", "generated")
+APPS = ("bare", "ours", "reference")
 SERVERS = ("uvicorn", "waitress", "gunicorn")
 
 
@@ -127,7 +130,7 @@ class Server:
                     raise
                 time.sleep(0.1)
         echoed = response.getheader("X-Request-ID")
-        if response.status != 200 or (echoed == HEADER_VALUE) != (self.app == "ours"):
+        if response.status != 200 or (echoed == HEADER_VALUE) != (self.app != "bare"):
             raise RuntimeError(f"unexpected answer: {response.status}, {echoed!r}")
 
     def stop(self) -> None:
@@ -251,17 +254,17 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     for server in args.servers:
         print(f"  e2e: {server}")
         sys.stdout.flush()
-        # Both apps are served at once, each by its own server process; only
+        # The apps are served at once, each by its own server process; only
         # the one under load uses CPU. Alternating short loads between them
-        # (ABBA) puts the machine's drift on both alike.
-        servers = {app: Server(server, app) for app in ("bare", "ours")}
+        # (ABBA) puts the machine's drift on all alike.
+        servers = {app: Server(server, app) for app in APPS}
         try:
             for process in servers.values():
                 process.wait_ready()
             for process in servers.values():
                 load(process.port, True, args.warmup)
             for rep in range(args.reps):
-                order = ("bare", "ours") if rep % 2 == 0 else ("ours", "bare")
+                order = APPS if rep % 2 == 0 else APPS[::-1]
                 for variant in VARIANTS:
                     for app in order:
                         pid = servers[app].process.pid

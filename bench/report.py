@@ -418,14 +418,14 @@ def render_imports(data: Row) -> str:
     return "\n".join(lines) + "\n"
 
 
-def e2e_ratio(data: Row, server: str, variant: str) -> float:
-    """Median throughput with our adapter over median throughput without."""
+def e2e_ratio(data: Row, server: str, variant: str, app: str = "ours") -> float:
+    """Median throughput with a middleware (*app*) over median without."""
     runs = [run for run in data["runs"] if run["server"] == server]
-    ours = [r["rps"] for r in runs if r["app"] == "ours" and r["variant"] == variant]
+    with_app = [r["rps"] for r in runs if r["app"] == app and r["variant"] == variant]
     bare = [r["rps"] for r in runs if r["app"] == "bare" and r["variant"] == variant]
-    if not ours or not bare:
+    if not with_app or not bare:
         return math.nan
-    return float(statistics.median(ours) / statistics.median(bare))
+    return float(statistics.median(with_app) / statistics.median(bare))
 
 
 def render_e2e(data: Row) -> str:
@@ -440,6 +440,7 @@ def render_e2e(data: Row) -> str:
             ]
             bare = [r for r in runs if r["app"] == "bare"]
             ours = [r for r in runs if r["app"] == "ours"]
+            reference = [r for r in runs if r["app"] == "reference"]
             if not bare or not ours:
                 continue
             ratio = e2e_ratio(data, server, variant)
@@ -448,8 +449,12 @@ def render_e2e(data: Row) -> str:
                 for b, o in zip(bare, ours, strict=False)
                 if b["rps"]
             ]
-            bare_cpu = statistics.median(r.get("server_cpu_us", math.nan) for r in bare)
-            ours_cpu = statistics.median(r.get("server_cpu_us", math.nan) for r in ours)
+            cpu = [
+                statistics.median(r.get("server_cpu_us", math.nan) for r in rows_)
+                if rows_
+                else math.nan
+                for rows_ in (bare, ours, reference)
+            ]
             rows.append(
                 [
                     f"{server}, {variant}",
@@ -458,8 +463,9 @@ def render_e2e(data: Row) -> str:
                     _fmt(ratio, 3),
                     f"{_fmt(min(pairs), 2)} to {_fmt(max(pairs), 2)}",
                     _mark(ratio >= E2E_MIN_RATIO),
-                    f"{_fmt(bare_cpu, 1)} / {_fmt(ours_cpu, 1)}",
-                    _fmt(_divide(bare_cpu, ours_cpu), 3),
+                    _fmt(e2e_ratio(data, server, variant, "reference"), 3),
+                    " / ".join(_fmt(value, 1) for value in cpu),
+                    _fmt(_divide(cpu[0], cpu[1]), 3),
                 ]
             )
     lines = [
@@ -468,13 +474,15 @@ def render_e2e(data: Row) -> str:
         f"Measured {data['machine']['date']}.",
         "",
         f"Load generator: {data['client']}. Per server and request kind,"
-        f" {data['reps']} loads with and {data['reps']} without the adapter,"
-        f" alternating (ABBA), {data['duration_s']:g} s each; medians;"
-        f" load average after: {data.get('load_after')}. The last two columns"
-        " are the server's own CPU time per request (its process tree, from"
-        " /proc), which other processes on the machine disturb far less than"
-        " throughput: bare ÷ ours is the throughput ratio a CPU-bound server"
-        " on a dedicated core would see.",
+        f" {data['reps']} loads of each app (bare, with the adapter, with the"
+        " reference middleware), the order reversed every other round,"
+        f" {data['duration_s']:g} s each; medians;"
+        f" load average after: {data.get('load_after')}. The reference's"
+        " ratio shows the least a request-id middleware costs on that server."
+        " The last two columns are the server's own CPU time per request (its"
+        " process tree, from /proc), which other processes on the machine"
+        " disturb far less than throughput: bare ÷ ours is the throughput"
+        " ratio a CPU-bound server on a dedicated core would see.",
         "",
         *_table(
             [
@@ -484,7 +492,8 @@ def render_e2e(data: Row) -> str:
                 f"ratio (target ≥ {E2E_MIN_RATIO})",
                 "range of paired ratios",
                 "status",
-                "server CPU µs/request, bare / ours",
+                "reference's ratio",
+                "server CPU µs/request, bare / ours / reference",
                 "CPU ratio bare ÷ ours",
             ],
             rows,
