@@ -235,8 +235,12 @@ class _Request(_context.Binding):
             if message.get("more_body", False):
                 return self.send_(message)
             return self._send_last(message)
-        if self.header is not None and kind in _HEADER_MESSAGES:
-            message = _with_header(message, self.header)
+        if kind in _HEADER_MESSAGES:
+            if self.header is not None:
+                message = _with_header(message, self.header)
+        elif kind == "http.response.pathsend":
+            # The path send extension's message also ends the response.
+            return self._send_last(message)
         return self.send_(message)
 
     async def _send_last(self, message: Message) -> None:

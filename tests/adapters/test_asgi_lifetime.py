@@ -681,6 +681,40 @@ def test_next_request_in_copy_of_in_flight_request_context_gets_fresh_id(
     assert b_send.ids_at_end() == a_send.ids_at_end() == [None]
 
 
+@pytest.mark.parametrize(
+    "last",
+    [
+        pytest.param({"type": "http.response.body", "body": b"ok"}, id="body"),
+        pytest.param(
+            {"type": "http.response.pathsend", "path": "/srv/file.txt"}, id="pathsend"
+        ),
+    ],
+)
+def test_id_is_hidden_from_the_server_only_while_the_response_ends(
+    last: Message,
+) -> None:
+    """The server sees the id while the response starts, not in its last send.
+
+    uvicorn (issue 2167) starts the next keep-alive request in a context it
+    copies during that last send. The path send extension's message ends the
+    response as a final body does. The app sees the id again afterwards.
+    """
+    after: list[str | None] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"o", "more_body": True})
+        await send(last)
+        after.append(get_request_id())
+
+    scope = http_scope([(b"x-request-id", b"req-1")])
+    scope["extensions"] = {"http.response.pathsend": {}}
+    sent = serve(RequestIdMiddleware(app), scope)
+    assert sent.ids == ["req-1", "req-1", None]
+    assert sent.messages[-1] is last
+    assert after == ["req-1"]
+
+
 # --- stacked adapters -----------------------------------------------------
 
 

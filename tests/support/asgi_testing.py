@@ -132,6 +132,8 @@ class Recorder:
 
 
 def _ends(message: Message) -> bool:
+    if message["type"] == "http.response.pathsend":
+        return True  # the path send extension: always the last message
     return message["type"] == "http.response.body" and not message.get(
         "more_body", False
     )
