@@ -1,9 +1,9 @@
 """Turn the JSON results of one run into the Markdown report and its targets.
 
 ``python bench/report.py [RESULTS_DIR]`` prints the report of whatever
-``micro.json``, ``imports.json``, ``e2e.json`` and ``breakdown.json`` the
-directory holds (``bench/results`` by default) and writes it to
-``report.md`` there. ``run.py`` calls it at the end of a run.
+``micro.json``, ``instructions.json``, ``imports.json``, ``e2e.json`` and
+``breakdown.json`` the directory holds (``bench/results`` by default) and
+writes it to ``report.md`` there. ``run.py`` calls it at the end of a run.
 
 All ratios are ratios of medians from the same run, as the targets ask. A
 row's *overhead* is the median of its paired differences: each of its samples
@@ -530,6 +530,92 @@ def render_breakdown(data: Row) -> str:
     return "\n".join(lines)
 
 
+def instructions_overhead(data: Row, group: str, candidate: str, variant: str) -> float:
+    """A row's instructions per request minus the bare row's (same variant)."""
+    rows = data["rows"]
+    row = rows.get(f"{group}/{candidate}/{variant}")
+    bare = rows.get(f"{group}/bare/{variant}")
+    if row is None or bare is None:
+        return math.nan
+    return float(row["per_request"] - bare["per_request"])
+
+
+def render_instructions(data: Row) -> str:
+    """Instructions per request (callgrind): the noise-free cross-check."""
+    lines = [
+        "## Instructions per request (valgrind callgrind)",
+        "",
+        f"Measured {data['machine']['date']}. Each row served two request counts"
+        " in its own process under callgrind; instructions per request is the"
+        " difference of the totals over the difference of the counts. The same"
+        " program gives the same count whatever else the machine does, so these"
+        " ratios carry no noise. They leave out cache misses and the time spent"
+        " in the kernel, which CPU time includes: the system call that reads"
+        " random bits (uuid4, os.urandom) is most of what generating an id"
+        " costs, so the generated rows favour the reference here.",
+        "",
+    ]
+    rows = data["rows"]
+    for group, title in GROUP_TITLES.items():
+        variants = [v for v in ("header", "generated") if f"{group}/bare/{v}" in rows]
+        if not variants:
+            continue
+        table = []
+        for variant in variants:
+            reference = instructions_overhead(data, group, "reference", variant)
+            ours = instructions_overhead(data, group, "ours", variant)
+            for candidate in CANDIDATE_ORDER:
+                row = rows.get(f"{group}/{candidate}/{variant}")
+                if row is None:
+                    continue
+                overhead = instructions_overhead(data, group, candidate, variant)
+                other = candidate not in ("bare", "ours")
+                table.append(
+                    [
+                        f"{candidate}, {variant}",
+                        f"{row['per_request']:,.0f}",
+                        "" if candidate == "bare" else f"{overhead:,.0f}",
+                        ""
+                        if candidate == "bare"
+                        else _fmt(_divide(overhead, reference)),
+                        _fmt(_divide(ours, overhead)) if other else "",
+                    ]
+                )
+        lines += [
+            f"### {title}",
+            "",
+            *_table(
+                [
+                    "row",
+                    "instructions/request",
+                    "overhead",
+                    "overhead ÷ reference's",
+                    "ours ÷ this row's overhead",
+                ],
+                table,
+            ),
+            "",
+        ]
+    checks = []
+    for target in MICRO_TARGETS:
+        ratio = _divide(
+            instructions_overhead(data, target.group, "ours", target.variant),
+            instructions_overhead(data, target.group, target.other, target.variant),
+        )
+        if not math.isnan(ratio):
+            checks.append([target.label, _fmt(ratio), f"≤ {target.limit:g}"])
+    if checks:
+        lines += [
+            "### The in-process targets, counted in instructions",
+            "",
+            *_table(
+                ["target", "instructions ratio", "limit (judged on CPU time)"], checks
+            ),
+            "",
+        ]
+    return "\n".join(lines)
+
+
 def render_machine(machine: Row) -> str:
     """One paragraph: CPU, cores, OS, Python, load, versions."""
     versions = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items())
@@ -544,13 +630,15 @@ def render_all(results: Path) -> str:
     """The whole report for a results directory."""
     parts = ["# Benchmark report", ""]
     loaded: dict[str, Row] = {}
-    for name in ("micro", "imports", "e2e", "breakdown"):
+    for name in ("micro", "instructions", "imports", "e2e", "breakdown"):
         path = results / f"{name}.json"
         if path.exists():
             loaded[name] = json.loads(path.read_text())
     if "micro" in loaded:
         parts.append(render_machine(loaded["micro"]["machine"]))
         parts.append(render_micro(loaded["micro"]))
+    if "instructions" in loaded:
+        parts.append(render_instructions(loaded["instructions"]))
     if "e2e" in loaded:
         parts.append(render_e2e(loaded["e2e"]))
     if "imports" in loaded:

@@ -7,10 +7,12 @@ when either file changes, and runs with that environment's Python:
 
 1. ``micro.py``: in-process cost per request of every candidate, with and
    without the header, and the cost per streamed chunk;
-2. ``imports.py``: what ``import correlation, adapters.asgi`` costs and loads;
-3. ``e2e.py``: throughput of uvicorn, waitress and gunicorn with and without
+2. ``instructions.py``: the same rows' instructions per request, counted by
+   valgrind (skipped when valgrind is missing): the noise-free cross-check;
+3. ``imports.py``: what ``import correlation, adapters.asgi`` costs and loads;
+4. ``e2e.py``: throughput of uvicorn, waitress and gunicorn with and without
    the adapter, under ``wrk`` (or a Python client when wrk is missing);
-4. ``breakdown.py``: our adapters' parts timed alone, and cProfile;
+5. ``breakdown.py``: our adapters' parts timed alone, and cProfile;
 
 then writes ``bench/results/report.md`` (``report.py``) and prints it.
 ``--quick`` runs shorter versions of each; ``--skip e2e,breakdown`` leaves
@@ -37,11 +39,12 @@ import report
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 TAG = f"py{sys.version_info.major}.{sys.version_info.minor}"
-STEPS = ("micro", "imports", "e2e", "breakdown")
+STEPS = ("micro", "instructions", "imports", "e2e", "breakdown")
 
 #: Per step: the arguments of a full run, and of a --quick one.
 ARGUMENTS: dict[str, tuple[list[str], list[str]]] = {
     "micro": ([], ["--processes", "2", "--rounds", "20"]),
+    "instructions": ([], ["--groups", "asgi,wsgi"]),
     "imports": ([], ["--repeat", "8"]),
     "e2e": ([], ["--reps", "2", "--duration", "1.5", "--servers", "uvicorn,waitress"]),
     "breakdown": ([], ["--number", "5000", "--repeat", "3", "--profile-loops", "5000"]),
