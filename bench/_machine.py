@@ -1,9 +1,11 @@
-"""What the benchmark ran on: CPU, cores, load, Python and package versions."""
+"""What the benchmark ran on (CPU, cores, load, versions), and saving a step."""
 
 from __future__ import annotations
 
 import datetime
+import importlib
 import importlib.metadata
+import json
 import os
 import platform
 import sys
@@ -74,3 +76,15 @@ def describe() -> dict[str, object]:
         "load_average": load_average(),
         "versions": versions(),
     }
+
+
+def save(data: dict[str, object], out: Path, *, quiet: bool, render: str) -> None:
+    """Write one step's results to *out* as JSON; print its section unless *quiet*.
+
+    *render* names the ``report`` function that turns them into Markdown.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1))
+    if not quiet:
+        report = importlib.import_module("report")
+        print(getattr(report, render)(data))  # noqa: T201 (a benchmark reports)

@@ -21,7 +21,6 @@ import contextlib
 import contextvars
 import cProfile
 import io
-import json
 import os
 import pstats
 import sys
@@ -240,12 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "components": components(args.number, args.repeat),
         "profiles": profiles(args.profile_loops),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=1))
-    if not args.quiet:
-        import report
-
-        print(report.render_breakdown(data))
+    _machine.save(data, args.out, quiet=args.quiet, render="render_breakdown")
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import math
 import multiprocessing
 import os
@@ -151,7 +150,9 @@ def _wrk(
     port: int, header: bool, duration: float, connections: int
 ) -> tuple[float, int]:
     command = [
-        "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s",
+        # wrk takes whole seconds only ("1.5s" is a usage error).
+        "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+        "--timeout", "5s",
     ]  # fmt: skip
     if header:
         command += ["-H", f"X-Request-ID: {HEADER_VALUE}"]
@@ -309,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated subset of uvicorn,waitress,gunicorn",
     )
     parser.add_argument("--reps", type=int, default=6, help="ABBA: even is fairer")
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds")
+    parser.add_argument(
+        "--duration", type=float, default=2.0, help="seconds (whole ones with wrk)"
+    )
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--python-client", action="store_true", help="skip wrk")
@@ -317,12 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "e2e.json")
     args = parser.parse_args(argv)
     data = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=1))
-    if not args.quiet:
-        import report
-
-        print(report.render_e2e(data))
+    _machine.save(data, args.out, quiet=args.quiet, render="render_e2e")
     return 0
 
 

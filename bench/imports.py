@@ -13,12 +13,10 @@ of them belongs to a web framework or server.
 """
 
 # A benchmark reports to a person on stdout.
-# ruff: noqa: T201
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import subprocess
@@ -169,12 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "imports.json")
     args = parser.parse_args(argv)
     data = measure(args.repeat)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=1))
-    if not args.quiet:
-        import report
-
-        print(report.render_imports(data))
+    _machine.save(data, args.out, quiet=args.quiet, render="render_imports")
     return 0
 
 

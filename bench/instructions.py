@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import re
 import shutil
@@ -163,12 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.unlink(missing_ok=True)  # no stale counts in the next report
         return 0
     data = run(args.groups, args.jobs)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=1))
-    if not args.quiet:
-        import report
-
-        print(report.render_instructions(data))
+    _machine.save(data, args.out, quiet=args.quiet, render="render_instructions")
     return 0
 
 

@@ -638,13 +638,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     data = run_all(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=1))
+    _machine.save(data, args.out, quiet=args.quiet, render="render_micro")
     dump_pyperf(data, args.out.with_suffix(".pyperf.json"))
-    if not args.quiet:
-        import report
-
-        print(report.render_micro(data))
     return 0
 
 

@@ -46,7 +46,7 @@ ARGUMENTS: dict[str, tuple[list[str], list[str]]] = {
     "micro": ([], ["--processes", "2", "--rounds", "20"]),
     "instructions": ([], ["--groups", "asgi,wsgi"]),
     "imports": ([], ["--repeat", "8"]),
-    "e2e": ([], ["--reps", "2", "--duration", "1.5", "--servers", "uvicorn,waitress"]),
+    "e2e": ([], ["--reps", "2", "--duration", "1", "--servers", "uvicorn,waitress"]),
     "breakdown": ([], ["--number", "5000", "--repeat", "3", "--profile-loops", "5000"]),
 }
 
