@@ -83,7 +83,8 @@ class RequestIdMiddleware:
         name = self._name
         config = self.config
         headers = scope.get("headers") or []
-        if type(headers) is not list:
+        listed = type(headers) is list
+        if not listed:
             headers = list(headers)  # a one-shot iterable is read twice below
         name_len = len(name)
         found = None
@@ -151,7 +152,10 @@ class RequestIdMiddleware:
                     headers = [item for item in headers if not _is_named(item, name)]
                     headers.append((name, id_bytes))
                 scope["headers"] = headers
-            elif id_bytes is None:
+            elif not listed:
+                # The iterable the server sent has been read: pass on the list.
+                scope["headers"] = headers
+            if id_bytes is None:
                 id_bytes = request_id.encode("ascii")
             state = scope.get("state")
             if state is None:

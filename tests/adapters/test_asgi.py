@@ -340,6 +340,21 @@ def test_update_request_header_false_leaves_headers_as_sent(
     ]
 
 
+@pytest.mark.parametrize("update_request_header", [True, False])
+def test_headers_sent_as_a_one_shot_iterable_reach_the_app(
+    update_request_header: bool,
+) -> None:
+    """ASGI allows any iterable of headers; the adapter reads it, the app still can."""
+    sent_headers: Headers = [(b"host", b"example.org"), (b"x-request-id", b"abc")]
+    scope = http_scope()
+    scope["headers"] = iter(sent_headers)
+    app = Endpoint()
+    config = Config(update_request_header=update_request_header)
+    serve(RequestIdMiddleware(app, config=config), scope)
+    assert list(app.seen_scope["headers"]) == sent_headers
+    assert app.request_id == "abc"
+
+
 # --- the scope ------------------------------------------------------------
 
 
