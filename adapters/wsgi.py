@@ -158,9 +158,10 @@ class RequestIdMiddleware:
         """Serve a request whose id an adapter further out chose and owns."""
         config = self.config
         request_id = outer.request_id
-        if request_id is None:  # pragma: no cover - current_binding() is live
+        if request_id is None:  # pragma: no cover - the caller checked it is live
             raise RuntimeError("an ended binding cannot own a request")
         environ[_ENVIRON_KEY] = request_id
+        environ[_context.MARKER_KEY] = outer
         if config.update_request_header:
             environ[self._environ_header] = request_id
         if config.response_header:
