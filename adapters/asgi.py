@@ -267,7 +267,9 @@ def _mark_coroutine_function(function: Callable[..., object]) -> None:
     """
     import inspect
 
-    if hasattr(inspect, "markcoroutinefunction"):
+    # Each branch runs on some of the supported Pythons only; the test of the
+    # wrapped send's markings runs on all of them.
+    if hasattr(inspect, "markcoroutinefunction"):  # pragma: no cover - 3.12+
         inspect.markcoroutinefunction(function)
     else:  # pragma: no cover - Python 3.10 and 3.11
         from asyncio import coroutines

@@ -77,7 +77,7 @@ def _refill() -> str:
     return request_id
 
 
-if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+if hasattr(os, "register_at_fork"):  # pragma: no branch - Windows has no fork
     os.register_at_fork(after_in_child=_pool.clear)
 
 

@@ -66,6 +66,18 @@ def test_every_name_in_all_exists(module: types.ModuleType) -> None:
     assert missing == []
 
 
+def test_lazy_names_resolve_to_what_they_name() -> None:
+    """correlation's module __getattr__ hands out Config and the logging module."""
+    import correlation.logging as logging_module
+    from correlation._config import Config
+
+    lazy = correlation.__getattr__
+    assert lazy("Config") is Config
+    assert lazy("logging") is logging_module
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        lazy("nothing")
+
+
 def test_correlation_exports_the_fixed_names() -> None:
     """The contract's fixed core names are exported."""
     assert {"Config", "get_request_id"} <= set(correlation.__all__)
