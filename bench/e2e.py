@@ -54,6 +54,23 @@ _WAITRESS = (
 )
 
 
+def _pinning() -> tuple[list[str], list[str]]:
+    """``taskset`` prefixes that put the server and the load generator apart.
+
+    With two CPUs or more and ``taskset`` installed, every server runs on the
+    first CPU this process may use and ``wrk`` on the second, so the two do not
+    take turns on one core and the throughput is the server's own. Otherwise
+    both prefixes are empty.
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2 or shutil.which("taskset") is None:
+        return [], []
+    return ["taskset", "-c", str(cpus[0])], ["taskset", "-c", str(cpus[1])]
+
+
+SERVER_PIN, CLIENT_PIN = _pinning()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -105,7 +122,7 @@ class Server:
         # nobody reads it would block.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen(
-            server_command(server, app, self.port),
+            [*SERVER_PIN, *server_command(server, app, self.port)],
             env=env,
             cwd=HERE,
             stdout=subprocess.DEVNULL,
@@ -150,6 +167,7 @@ def _wrk(
     port: int, header: bool, duration: float, connections: int
 ) -> tuple[float, int]:
     command = [
+        *CLIENT_PIN,
         # wrk takes whole seconds only ("1.5s" is a usage error).
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
         "--timeout", "5s",
@@ -236,6 +254,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if use_wrk:
         connections = args.connections
         client = f"wrk, 1 thread, {connections} keep-alive connections"
+        if CLIENT_PIN:
+            client += (
+                f"; servers pinned to CPU {SERVER_PIN[-1]} and wrk to CPU"
+                f" {CLIENT_PIN[-1]} (taskset)"
+            )
 
         def load(port: int, header: bool, duration: float) -> tuple[float, int]:
             return _wrk(port, header, duration, connections)
