@@ -88,89 +88,69 @@ class RequestIdMiddleware:
         """Serve one request; see the class docstring."""
         config = self.config
         raw = environ.get(self._environ_header)
+        # The live binding of an outer adapter, if any (an ended one has no id).
         outer = _context.get_binding()
-        if (
-            outer is not None
-            and outer.request_id is not None
-            and (
-                # An outer WSGI adapter marks the environ, an outer ASGI adapter
-                # its scope (which a2wsgi passes on as environ["asgi.scope"]).
-                # Behind asgiref's WsgiToAsgi, which passes no scope, the
-                # rewritten request header is the only sign. A binding merely
-                # inherited from an earlier request has none of them.
-                _marker(environ) is outer or raw == outer.request_id
-            )
+        outer_id = None if outer is None else outer.request_id
+        owner = None
+        if outer_id is not None and (
+            # An outer WSGI adapter marks the environ, an outer ASGI adapter
+            # its scope (which a2wsgi passes on as environ["asgi.scope"]).
+            # Behind asgiref's WsgiToAsgi, which passes no scope, the
+            # rewritten request header is the only sign. A binding merely
+            # inherited from an earlier request has none of them.
+            _marker(environ) is outer or raw == outer_id
         ):
-            return self._nested(outer, environ, start_response)
-
-        if raw is None:
-            if self._default_generator:
-                request_id = _ids.generate_id()
-            else:
-                request_id = _ids.resolve_request_id(config, None)
-        elif self._default_rule and _ids.default_validator(raw):
-            # The common case: one value the default rule (which implies the
-            # hard floor) accepts as sent.
-            request_id = raw
+            # The outer adapter chose the id and owns the request's lifetime.
+            request_id = outer_id
         else:
-            incoming = _ids.join_header_values([raw])
-            request_id = _ids.resolve_request_id(config, incoming)
+            if raw is None:
+                if self._default_generator:
+                    request_id = _ids.generate_id()
+                else:
+                    request_id = _ids.resolve_request_id(config, None)
+            elif self._default_rule and _ids.default_validator(raw):
+                # The common case: one value the default rule (which implies
+                # the hard floor) accepts as sent.
+                request_id = raw
+            else:
+                incoming = _ids.join_header_values([raw])
+                request_id = _ids.resolve_request_id(config, incoming)
+            outer = owner = _Request()
 
-        request = _Request()
         environ[_ENVIRON_KEY] = request_id
-        environ[_context.MARKER_KEY] = request
+        environ[_context.MARKER_KEY] = outer
         if config.update_request_header and request_id is not raw:
             environ[self._environ_header] = request_id
         if config.response_header:
-            request.start_response_ = start_response
-            request.header = (config.header_name, request_id)
-            request.name_lower = self._name_lower
-            start_response = request.start_response
+            wrapper = _Request() if owner is None else owner
+            wrapper.start_response_ = start_response
+            wrapper.header = (config.header_name, request_id)
+            wrapper.name_lower = self._name_lower
+            start_response = wrapper.start_response
+        if owner is None:
+            return self.app(environ, start_response)
 
-        request.request_id = request_id
+        owner.request_id = request_id
         # The request's own context: bound with the ContextVar's own method
         # and entered with Context.run, no Python frame of ours in between.
         context = contextvars.copy_context()
-        context.run(_context.set_binding, request)
+        context.run(_context.set_binding, owner)
         try:
             result = context.run(self.app, environ, start_response)
             if type(result) in (list, tuple):
                 # No application code runs while a list is sent.
-                request.request_id = None  # ends it for every copy (see Binding)
+                owner.request_id = None  # ends it for every copy (see Binding)
                 return result
             if _is_file_wrapper(environ, result):
-                return _close_file_wrapper_in_request(result, context, request)
-            return _Body(result, context.run(iter, result), context, request)
+                return _close_file_wrapper_in_request(result, context, owner)
+            return _Body(result, context.run(iter, result), context, owner)
         except BaseException as exc:
             # BaseException too: a SystemExit or KeyboardInterrupt must not
             # leave the id alive in contexts the request copied.
             if isinstance(exc, Exception):
                 _context.note_request_id(exc, request_id)
-            request.request_id = None
+            owner.request_id = None
             raise
-
-    def _nested(
-        self,
-        outer: _context.Binding,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-    ) -> Iterable[bytes]:
-        """Serve a request whose id an adapter further out chose and owns."""
-        config = self.config
-        request_id = outer.request_id
-        if request_id is None:  # pragma: no cover - the caller checked it is live
-            raise RuntimeError("an ended binding cannot own a request")
-        environ[_ENVIRON_KEY] = request_id
-        environ[_context.MARKER_KEY] = outer
-        if config.update_request_header:
-            environ[self._environ_header] = request_id
-        if config.response_header:
-            request = _Request()
-            request.start_response_ = start_response
-            request.header = (config.header_name, request_id)
-            request.name_lower = self._name_lower
-            start_response = request.start_response
-        return self.app(environ, start_response)
 
 
 class _Request(_context.Binding):

@@ -118,8 +118,8 @@ def unbind(binding: Binding) -> None:
 # every response, and a Python frame would double their cost.
 set_binding = _BINDING.set
 reset_binding = _BINDING.reset
-#: The ContextVar's own ``get``: the current ``Binding`` (ended or not) or
-#: ``None``, for adapters looking for an outer one on every request.
+#: The ContextVar's own ``get``: the current ``Binding``, ended or not, or
+#: ``None`` (``current_binding`` leaves ended ones out, at one frame's cost).
 get_binding = _BINDING.get
 
 

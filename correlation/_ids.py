@@ -147,9 +147,6 @@ def resolve_request_id(config: Config, incoming: str | None) -> str:
     forged CR/LF or escape sequence would do harm.
     """
     if incoming is not None and config.trust_incoming:
-        if config.validator is default_validator and default_validator(incoming):
-            # The common case in one step: the default rule implies the floor.
-            return incoming
         if passes_floor(incoming):
             try:
                 if config.validator(incoming):
