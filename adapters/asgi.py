@@ -91,10 +91,10 @@ class RequestIdMiddleware:
         duplicated = False
         for item in headers:
             key = item[0]
-            # Inlined (this loop runs for every header of every request):
-            # servers send lowercased names, as ASGI asks, so the plain
-            # comparison decides almost always without a lowered copy.
-            if key == name or (len(key) == name_len and key.lower() == name):
+            # Inlined (this loop runs for every header of every request). The
+            # length decides most headers; servers send lowercased names, as
+            # ASGI asks, so a lowered copy is almost never made.
+            if len(key) == name_len and (key == name or key.lower() == name):
                 if found is None:
                     found = item
                 else:
@@ -131,7 +131,10 @@ class RequestIdMiddleware:
                 )
                 request_id = _ids.resolve_request_id(config, incoming)
             binding = outer = _Request()
-            _context.bind(binding, request_id)
+            # What _context.bind does, inlined with the ContextVar's own set:
+            # a Python frame would cost as much again (see _context).
+            binding.request_id = request_id
+            binding._token = _context.set_binding(binding)
 
         try:
             scope = dict(scope)
@@ -163,12 +166,7 @@ class RequestIdMiddleware:
             state["request_id"] = request_id
 
             header = (name, id_bytes) if config.response_header else None
-            if binding is None:
-                # The outer adapter owns the request: it wraps the server's
-                # callables; this one only adds its header.
-                if header is not None:
-                    send = _send_with_header(send, header)
-            else:
+            if binding is not None:
                 # The binding also holds the wrappers of the server's
                 # callables: one object per request, not three.
                 binding.receive_ = receive
@@ -176,6 +174,15 @@ class RequestIdMiddleware:
                 binding.header = header
                 receive = binding.receive
                 send = binding.send
+            elif header is not None:
+                # The outer adapter owns the request and wraps the server's
+                # callables; this one only adds its header, with the same
+                # send, left unbound. (Its hiding the id during the final
+                # body again changes nothing: the owner's send does too.)
+                wrapper = _Request()
+                wrapper.send_ = send
+                wrapper.header = header
+                send = wrapper.send
             await self.app(scope, receive, send)
         except Exception as exc:
             if binding is not None:
@@ -183,7 +190,10 @@ class RequestIdMiddleware:
             raise
         finally:
             if binding is not None:
-                _context.unbind(binding)
+                # _context.unbind, inlined: end the binding for every copy,
+                # then restore this context.
+                binding.request_id = None
+                _context.reset_binding(binding._token)
 
 
 def _is_named(item: tuple[bytes, bytes], name: bytes) -> bool:
@@ -214,7 +224,8 @@ class _Request(_context.Binding):
 
     ``send`` is a plain function that returns the server's own awaitable, so
     the response start and streamed chunks cost no extra coroutine; only the
-    final body message, during which the id is hidden, gets one.
+    final body message, during which the id is hidden, gets one. A nested
+    adapter uses an unbound instance for its ``send`` alone.
     """
 
     __slots__ = ("header", "receive_", "send_")
@@ -239,9 +250,24 @@ class _Request(_context.Binding):
             if message.get("more_body", False):
                 return self.send_(message)
             return self._send_last(message)
-        if kind in _HEADER_MESSAGES:
-            if self.header is not None:
-                message = _with_header(message, self.header)
+        header = self.header
+        if header is not None and kind in _HEADER_MESSAGES:
+            headers = message.get("headers")
+            if headers:
+                name = header[0]
+                name_len = len(name)
+                for key, _ in headers:
+                    if len(key) == name_len and (key == name or key.lower() == name):
+                        # The application chose its own value: keep it, add
+                        # no second.
+                        return self.send_(message)
+                headers = [*headers, header]
+            else:
+                headers = [header]
+            # A new message, so an application that reuses its dict is
+            # unaffected.
+            message = dict(message)
+            message["headers"] = headers
         elif kind == "http.response.pathsend":
             # The path send extension's message also ends the response.
             return self._send_last(message)
@@ -275,33 +301,3 @@ def _mark_coroutine_function(function: Callable[..., object]) -> None:
         from asyncio import coroutines
 
         function._is_coroutine = coroutines._is_coroutine  # type: ignore[attr-defined]
-
-
-def _send_with_header(send: Send, header: tuple[bytes, bytes]) -> Send:
-    """A nested adapter's ``send``: only adds its header."""
-
-    async def send_with_header(message: Message) -> None:
-        if message["type"] in _HEADER_MESSAGES:
-            message = _with_header(message, header)
-        await send(message)
-
-    return send_with_header
-
-
-def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
-    """Return *message* with *header* added, unless the app set that header."""
-    headers = message.get("headers")
-    if headers:
-        name = header[0]
-        name_len = len(name)
-        for key, _ in headers:
-            if len(key) == name_len and (key == name or key.lower() == name):
-                # The application chose its own value: keep it, add no second.
-                return message
-        headers = [*headers, header]
-    else:
-        headers = [header]
-    # A new message, so an application that reuses its dict is unaffected.
-    message = dict(message)
-    message["headers"] = headers
-    return message

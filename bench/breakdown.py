@@ -145,7 +145,6 @@ def _components() -> dict[str, Callable[[], object]]:
         "core: current_binding()": _context.current_binding,
         "ASGI: _Request() + bind + unbind": bind_unbind,
         "core: hide the id and restore it (set_binding/reset_binding)": hide_restore,
-        "ASGI: _with_header(start message)": lambda: asgi._with_header(start, header),
         "ASGI: _Request.send(start), header added": send_start,
         "ASGI: _Request.send(final body), id hidden": send_last,
         "WSGI: _Request.start_response, 2 headers": lambda: wsgi_request.start_response(
