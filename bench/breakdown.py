@@ -75,9 +75,12 @@ def _components() -> dict[str, Callable[[], object]]:
         return found
 
     def bind_unbind() -> None:
+        # As the ASGI adapter does it: _context.bind and unbind, inlined.
         request = asgi._Request()
-        _context.bind(request, VALUE)
-        _context.unbind(request)
+        request.request_id = VALUE
+        request._token = _context.set_binding(request)
+        request.request_id = None
+        _context.reset_binding(request._token)
 
     def hide_restore() -> None:
         _context.reset_binding(_context.set_binding(None))

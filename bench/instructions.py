@@ -39,7 +39,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import _apps
+import _floor
 import _machine
+from _harness import Case
 
 HERE = Path(__file__).resolve().parent
 GROUPS = ("asgi", "wsgi", "flask", "django")
@@ -49,6 +52,28 @@ GROUPS = ("asgi", "wsgi", "flask", "django")
 COUNTS = {"asgi": (2000, 12000), "wsgi": (2000, 12000)}
 FRAMEWORK_COUNTS = (200, 1200)
 
+#: The groups that also count the rungs of ``_floor.py``, and their duties.
+FLOORS = {"asgi": _floor.ASGI_DUTIES, "wsgi": _floor.WSGI_DUTIES}
+
+
+def floor_cases(group: str, loop: asyncio.AbstractEventLoop) -> list[Case]:
+    """The rungs of ``_floor.py`` as rows of the ``asgi`` or ``wsgi`` group."""
+    import micro
+
+    cases = []
+    for variant, header in micro._variants():
+        if group == "asgi":
+            for candidate, duties in _floor.ladder(_floor.ASGI_DUTIES):
+                app = _floor.FloorASGI(_apps.asgi_bare, duties)
+                driver = micro._AsgiDriver(loop, app, header=header)
+                cases.append(micro._case(group, candidate, variant, driver))
+        else:
+            for candidate, duties in _floor.ladder(_floor.WSGI_DUTIES):
+                wsgi_app = _floor.FloorWSGI(_apps.wsgi_bare, duties)
+                wsgi_driver = micro._WsgiDriver(wsgi_app, header=header)
+                cases.append(micro._case(group, candidate, variant, wsgi_driver))
+    return cases
+
 
 def child(group: str, name: str, loops: int) -> None:
     """Build *group*'s rows as micro.py does, then serve *loops* of *name*."""
@@ -56,8 +81,8 @@ def child(group: str, name: str, loops: int) -> None:
 
     loop = asyncio.new_event_loop()
     builders = {
-        "asgi": lambda: micro.build_asgi(loop),
-        "wsgi": micro.build_wsgi,
+        "asgi": lambda: micro.build_asgi(loop) + floor_cases("asgi", loop),
+        "wsgi": lambda: micro.build_wsgi() + floor_cases("wsgi", loop),
         "flask": micro.build_flask,
         "django": micro.build_django,
     }
@@ -84,6 +109,9 @@ def _count(group: str, name: str, loops: int) -> int:
         check=False,
         cwd=HERE,
         timeout=600,
+        # A fixed hash seed: with random ones, dict probing differs between
+        # the two runs of a row by up to a thousand instructions per request.
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
     if done.returncode != 0 or found is None:
@@ -108,6 +136,8 @@ def _row_names(group: str) -> list[str]:
             "django-log-request-id",
         ],
     }[group]
+    if group in FLOORS:
+        candidates += [name for name, _ in _floor.ladder(FLOORS[group])]
     return [f"{group}/{c}/{v}" for v in variants for c in candidates]
 
 

@@ -613,7 +613,69 @@ def render_instructions(data: Row) -> str:
             ),
             "",
         ]
+    lines += render_floor(data)
     return "\n".join(lines)
+
+
+def render_floor(data: Row) -> list[str]:
+    """The floor: the reference with the contract's duties added one by one."""
+    import _floor
+
+    rows = data["rows"]
+    duties = {"asgi": _floor.ASGI_DUTIES, "wsgi": _floor.WSGI_DUTIES}
+    lines: list[str] = []
+    for group, known in duties.items():
+        rungs = [name for name, _ in _floor.ladder(known)]
+        for variant in ("header", "generated"):
+            if f"{group}/{rungs[-1]}/{variant}" not in rows:
+                continue
+            reference = instructions_overhead(data, group, "reference", variant)
+            ours = instructions_overhead(data, group, "ours", variant)
+            table = []
+            for candidate, duty in [
+                ("reference", "(the reference middleware)"),
+                (rungs[0], "(no duty: the floor's structure alone)"),
+                *zip(rungs[1:], known.values(), strict=True),
+                ("ours", "(this toolkit's adapter)"),
+            ]:
+                overhead = instructions_overhead(data, group, candidate, variant)
+                table.append(
+                    [
+                        candidate,
+                        duty,
+                        f"{overhead:,.0f}",
+                        _fmt(_divide(overhead, reference)),
+                        "" if candidate == "ours" else _fmt(_divide(ours, overhead)),
+                    ]
+                )
+            lines += [
+                f"### The floor, {group.upper()}, {variant}",
+                "",
+                *_table(
+                    [
+                        "row",
+                        "adds",
+                        "overhead",
+                        "÷ reference's",
+                        "ours ÷ this row's",
+                    ],
+                    table,
+                ),
+                "",
+            ]
+    if lines:
+        lines[:0] = [
+            "### The floor: the reference plus each duty of the contract",
+            "",
+            "The `floor` row does what the reference does, structured so that"
+            " duties can be switched on; each `floor+` row has one more of the"
+            " contract's duties than the row above, written inline in the"
+            " simplest way (`bench/_floor.py`). The last one does what the"
+            " adapter does for these requests: what those duties cost written"
+            " plainly. `ours ÷` below 1 means the adapter does them for less.",
+            "",
+        ]
+    return lines
 
 
 def render_machine(machine: Row) -> str:
