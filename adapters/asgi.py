@@ -102,18 +102,22 @@ class RequestIdMiddleware:
 
         binding = None
         id_bytes = None
-        # The scope mark is absent unless adapters are stacked: look it up
-        # first, and read the context only when it is there.
-        marker = scope.get(_context.MARKER_KEY)
-        outer = None if marker is None else _context.current_binding()
-        if marker is outer and outer is not None and outer.request_id is not None:
+        # A live binding in this context is rare (adapters stacked, or a
+        # request started in a copy of one still in flight): read it first,
+        # and look for the scope mark only when there is one.
+        outer = _context.get_binding()
+        outer_id = None if outer is None else outer.request_id
+        if outer_id is not None and scope.get(_context.MARKER_KEY) is outer:
             # Another adapter further out already chose the id for this very
             # request; agree with it.
-            request_id = outer.request_id
+            request_id = outer_id
         else:
             if found is None:
                 if self._default_generator:
-                    request_id = _ids.generate_id()
+                    try:
+                        request_id = _ids.take_pooled_id()
+                    except IndexError:  # the batch is used up: make the next
+                        request_id = _ids.generate_id()
                 else:
                     request_id = _ids.resolve_request_id(config, None)
             elif (

@@ -69,6 +69,12 @@ def generate_id() -> str:
         return _refill()
 
 
+#: ``generate_id`` without its Python frame, for an adapter's hot path: a
+#: ready id, or ``IndexError`` when the batch is used up (then call
+#: ``generate_id``). The pool list is never replaced, so this stays valid.
+take_pooled_id = _pool.pop
+
+
 def _refill() -> str:
     data = os.urandom(16 * _BATCH).hex()
     ids = [data[start : start + 32] for start in range(0, len(data), 32)]

@@ -137,15 +137,19 @@ def test_missing_header_gets_32_lowercase_hex_id() -> None:
 
 
 def test_generated_ids_differ_between_requests() -> None:
-    """Each request without a header gets a new random id."""
+    """Each request without a header gets a new random id.
+
+    200 requests span several batches of the built-in generator (64 ids per
+    ``os.urandom`` call), so the adapter's path for a used-up batch runs too.
+    """
     middleware = RequestIdMiddleware(Endpoint())
     ids = set()
-    for _ in range(20):
+    for _ in range(200):
         headers = response_start(serve(middleware, http_scope()))["headers"]
         (value,) = values_of(headers, b"x-request-id")
         assert HEX32.fullmatch(value.decode("ascii"))
         ids.add(value)
-    assert len(ids) == 20
+    assert len(ids) == 200
 
 
 @pytest.mark.parametrize(
