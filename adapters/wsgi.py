@@ -105,7 +105,10 @@ class RequestIdMiddleware:
         else:
             if raw is None:
                 if self._default_generator:
-                    request_id = _ids.generate_id()
+                    try:  # generate_id without its frame (see the ASGI adapter)
+                        request_id = _ids.take_pooled_id()
+                    except IndexError:
+                        request_id = _ids.generate_id()
                 else:
                     request_id = _ids.resolve_request_id(config, None)
             elif (
