@@ -65,12 +65,13 @@ def _components() -> dict[str, Callable[[], object]]:
     header = (name, raw)
 
     def scan_headers() -> object:
-        # The shape of the ASGI adapter's loop: every header, exact match
-        # first, lowercased only when the length matches.
+        # The shape of the ASGI adapter's loop: every header, the length
+        # first, lowercased only when it matches and the bytes differ.
         found = None
+        name_len = len(name)
         for item in headers:
             key = item[0]
-            if key == name or (len(key) == len(name) and key.lower() == name):
+            if len(key) == name_len and (key == name or key.lower() == name):
                 found = item
         return found
 

@@ -9,6 +9,7 @@ when either file changes, and runs with that environment's Python:
    without the header, and the cost per streamed chunk;
 2. ``instructions.py``: the same rows' instructions per request, counted by
    valgrind (skipped when valgrind is missing): the noise-free cross-check;
+   also the floor ladder (``_floor.py``), what each duty of the contract costs;
 3. ``imports.py``: what ``import correlation, adapters.asgi`` costs and loads;
 4. ``e2e.py``: throughput of uvicorn, waitress and gunicorn with and without
    the adapter, under ``wrk`` (or a Python client when wrk is missing);
