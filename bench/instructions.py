@@ -169,6 +169,16 @@ def run(groups: list[str], jobs: int) -> dict[str, object]:
         "machine": _machine.describe(),
         "tool": "valgrind --tool=callgrind",
         "rows": {f"{r['group']}/{r['candidate']}/{r['variant']}": r for r in rows},
+        # The rungs and what each adds, so that report.py (which runs without
+        # the project installed) needs no import of _floor.
+        "floors": {
+            group: [
+                [name, duties[name.removeprefix("floor+")] if "+" in name else ""]
+                for name, _ in _floor.ladder(duties)
+            ]
+            for group, duties in FLOORS.items()
+            if group in groups
+        },
     }
 
 

@@ -619,23 +619,21 @@ def render_instructions(data: Row) -> str:
 
 def render_floor(data: Row) -> list[str]:
     """The floor: the reference with the contract's duties added one by one."""
-    import _floor
-
     rows = data["rows"]
-    duties = {"asgi": _floor.ASGI_DUTIES, "wsgi": _floor.WSGI_DUTIES}
     lines: list[str] = []
-    for group, known in duties.items():
-        rungs = [name for name, _ in _floor.ladder(known)]
+    # [[rung, what it adds], ...] per group, saved by instructions.py.
+    for group, ladder in data.get("floors", {}).items():
+        (first, _), *rest = ladder
         for variant in ("header", "generated"):
-            if f"{group}/{rungs[-1]}/{variant}" not in rows:
+            if f"{group}/{ladder[-1][0]}/{variant}" not in rows:
                 continue
             reference = instructions_overhead(data, group, "reference", variant)
             ours = instructions_overhead(data, group, "ours", variant)
             table = []
             for candidate, duty in [
                 ("reference", "(the reference middleware)"),
-                (rungs[0], "(no duty: the floor's structure alone)"),
-                *zip(rungs[1:], known.values(), strict=True),
+                (first, "(no duty: the floor's structure alone)"),
+                *rest,
                 ("ours", "(this toolkit's adapter)"),
             ]:
                 overhead = instructions_overhead(data, group, candidate, variant)
