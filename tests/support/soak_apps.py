@@ -95,6 +95,8 @@ class _Watch:
         # Contexts copied while requests ran, as a task or callback that
         # outlives its request would hold them: they must read no id later.
         self.copies: deque[contextvars.Context] = deque(maxlen=KEPT_COPIES)
+        #: (copies checked, copies that read an id) of the last check.
+        self.last_check = (0, 0)
 
     def keep_copy(self) -> None:
         """Keep a copy of the current context, as work outliving it would."""
@@ -116,15 +118,21 @@ class _Watch:
     def report(self, **extra: Any) -> bytes:
         """The diagnostics, as JSON; call it outside any request.
 
-        It checks the kept context copies, then lets them go, so that the
-        ``Binding`` count that follows shows only what the server keeps.
+        Once no request is in flight it checks the kept context copies, then
+        lets them go, so that the ``Binding`` count that follows shows only
+        what the server keeps. While one is (a WSGI ``close()`` not called
+        yet), the copies wait: a copy that request took may rightly read its
+        id. The report gives the last check that found copies.
         """
-        copies = [self.copies.popleft() for _ in range(len(self.copies))]
-        copies_checked = len(copies)
-        copies_with_id = sum(copy.run(get_request_id) is not None for copy in copies)
-        del copies
-        gc.collect()
-        bindings = [o for o in gc.get_objects() if type(o) is _context.Binding]
+        if self.copies and not _bindings_in_flight(_bindings()):
+            copies = [self.copies.popleft() for _ in range(len(self.copies))]
+            self.last_check = (
+                len(copies),
+                sum(copy.run(get_request_id) is not None for copy in copies),
+            )
+            del copies
+        bindings = _bindings()
+        copies_checked, copies_with_id = self.last_check
         with self.lock:
             counts = {
                 "served": self.served,
@@ -139,7 +147,7 @@ class _Watch:
                 "request_id": get_request_id(),
                 "binding_in_context": _context._BINDING.get() is not None,
                 "bindings": len(bindings),
-                "bindings_in_flight": sum(b.request_id is not None for b in bindings),
+                "bindings_in_flight": _bindings_in_flight(bindings),
                 "threads": threading.active_count(),
                 "copies_checked": copies_checked,
                 "copies_with_id": copies_with_id,
@@ -147,6 +155,17 @@ class _Watch:
                 **extra,
             }
         ).encode()
+
+
+def _bindings() -> list[_context.Binding]:
+    """Every ``Binding`` alive after a collection: plain or an adapter's own."""
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, _context.Binding)]
+
+
+def _bindings_in_flight(bindings: list[_context.Binding]) -> int:
+    # getattr: a nested ASGI adapter's send wrapper is a Binding never bound.
+    return sum(getattr(b, "request_id", None) is not None for b in bindings)
 
 
 def _line(report: dict[str, Any]) -> bytes:
