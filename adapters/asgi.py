@@ -184,6 +184,7 @@ class RequestIdMiddleware:
                 # send, left unbound. (Its hiding the id during the final
                 # body again changes nothing: the owner's send does too.)
                 wrapper = _Request()
+                wrapper.request_id = None  # never bound: reads as ended
                 wrapper.send_ = send
                 wrapper.header = header
                 send = wrapper.send
