@@ -130,7 +130,12 @@ class RequestIdMiddleware:
         if config.update_request_header and request_id is not raw:
             environ[self._environ_header] = request_id
         if config.response_header:
-            wrapper = _Request() if owner is None else owner
+            if owner is None:
+                # A nested adapter's wrapper, never bound: reads as ended.
+                wrapper = _Request()
+                wrapper.request_id = None
+            else:
+                wrapper = owner
             wrapper.start_response_ = start_response
             wrapper.header = (config.header_name, request_id)
             wrapper.name_lower = self._name_lower

@@ -73,18 +73,18 @@ WSGI_DUTIES = {
 }
 
 
-def ladder(duties: dict[str, str]) -> list[tuple[str, frozenset[str]]]:
-    """The rungs: ``(candidate name, duties on)``, one more duty each.
+def ladder(duties: dict[str, str]) -> list[tuple[str, str, frozenset[str]]]:
+    """The rungs: ``(candidate name, what it adds, duties on)``, one more each.
 
     The first, ``floor``, has none: it does what the reference does, with the
     floor's own structure, so that each later rung's difference from the one
     above is the cost of its duty alone.
     """
-    rungs = [("floor", frozenset[str]())]
+    rungs = [("floor", "(no duty: the floor's structure alone)", frozenset[str]())]
     names: list[str] = []
-    for duty in duties:
+    for duty, adds in duties.items():
         names.append(duty)
-        rungs.append((f"floor+{duty}", frozenset(names)))
+        rungs.append((f"floor+{duty}", adds, frozenset(names)))
     return rungs
 
 

@@ -12,8 +12,6 @@ of them belongs to a web framework or server.
     python bench/imports.py --out bench/results/imports.json
 """
 
-# A benchmark reports to a person on stdout.
-
 from __future__ import annotations
 
 import argparse

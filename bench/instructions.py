@@ -63,12 +63,12 @@ def floor_cases(group: str, loop: asyncio.AbstractEventLoop) -> list[Case]:
     cases = []
     for variant, header in micro._variants():
         if group == "asgi":
-            for candidate, duties in _floor.ladder(_floor.ASGI_DUTIES):
+            for candidate, _, duties in _floor.ladder(_floor.ASGI_DUTIES):
                 app = _floor.FloorASGI(_apps.asgi_bare, duties)
                 driver = micro._AsgiDriver(loop, app, header=header)
                 cases.append(micro._case(group, candidate, variant, driver))
         else:
-            for candidate, duties in _floor.ladder(_floor.WSGI_DUTIES):
+            for candidate, _, duties in _floor.ladder(_floor.WSGI_DUTIES):
                 wsgi_app = _floor.FloorWSGI(_apps.wsgi_bare, duties)
                 wsgi_driver = micro._WsgiDriver(wsgi_app, header=header)
                 cases.append(micro._case(group, candidate, variant, wsgi_driver))
@@ -137,7 +137,7 @@ def _row_names(group: str) -> list[str]:
         ],
     }[group]
     if group in FLOORS:
-        candidates += [name for name, _ in _floor.ladder(FLOORS[group])]
+        candidates += [name for name, _, _ in _floor.ladder(FLOORS[group])]
     return [f"{group}/{c}/{v}" for v in variants for c in candidates]
 
 
@@ -172,10 +172,7 @@ def run(groups: list[str], jobs: int) -> dict[str, object]:
         # The rungs and what each adds, so that report.py (which runs without
         # the project installed) needs no import of _floor.
         "floors": {
-            group: [
-                [name, duties[name.removeprefix("floor+")] if "+" in name else ""]
-                for name, _ in _floor.ladder(duties)
-            ]
+            group: [[name, adds] for name, adds, _ in _floor.ladder(duties)]
             for group, duties in FLOORS.items()
             if group in groups
         },

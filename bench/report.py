@@ -623,7 +623,6 @@ def render_floor(data: Row) -> list[str]:
     lines: list[str] = []
     # [[rung, what it adds], ...] per group, saved by instructions.py.
     for group, ladder in data.get("floors", {}).items():
-        (first, _), *rest = ladder
         for variant in ("header", "generated"):
             if f"{group}/{ladder[-1][0]}/{variant}" not in rows:
                 continue
@@ -632,8 +631,7 @@ def render_floor(data: Row) -> list[str]:
             table = []
             for candidate, duty in [
                 ("reference", "(the reference middleware)"),
-                (first, "(no duty: the floor's structure alone)"),
-                *rest,
+                *ladder,
                 ("ours", "(this toolkit's adapter)"),
             ]:
                 overhead = instructions_overhead(data, group, candidate, variant)

@@ -164,8 +164,7 @@ def _bindings() -> list[_context.Binding]:
 
 
 def _bindings_in_flight(bindings: list[_context.Binding]) -> int:
-    # getattr: a nested ASGI adapter's send wrapper is a Binding never bound.
-    return sum(getattr(b, "request_id", None) is not None for b in bindings)
+    return sum(binding.request_id is not None for binding in bindings)
 
 
 def _line(report: dict[str, Any]) -> bytes:
