@@ -152,7 +152,9 @@ class RequestIdMiddleware:
             result = context.run(self.app, environ, start_response)
             if type(result) in (list, tuple):
                 # No application code runs while a list is sent.
-                owner.request_id = None  # ends it for every copy (see Binding)
+                # _end, inlined: this is the common path.
+                owner.request_id = None
+                owner.start_response_ = _start_response_after_end
                 return result
             if _is_file_wrapper(environ, result):
                 return _close_file_wrapper_in_request(result, context, owner)
@@ -162,12 +164,19 @@ class RequestIdMiddleware:
             # leave the id alive in contexts the request copied.
             if isinstance(exc, Exception):
                 _context.note_request_id(exc, request_id)
-            owner.request_id = None
+            _end(owner)
             raise
 
 
 class _Request(_context.Binding):
-    """The owning adapter's binding, and its wrapper of ``start_response``."""
+    """The owning adapter's binding, and its wrapper of ``start_response``.
+
+    The environ holds it (the stacking mark), and it holds the server's
+    ``start_response``, which often holds the environ (waitress's is a
+    closure over the task that owns it): a reference cycle. ``_end`` breaks
+    it, so the request is freed when the server drops it, not at the next
+    run of the cyclic garbage collector.
+    """
 
     __slots__ = ("header", "name_lower", "start_response_")
 
@@ -210,7 +219,7 @@ def _is_file_wrapper(environ: WSGIEnvironment, result: object) -> bool:
 
 
 def _close_file_wrapper_in_request(
-    result: Iterable[bytes], context: contextvars.Context, request: _context.Binding
+    result: Iterable[bytes], context: contextvars.Context, request: _Request
 ) -> Iterable[bytes]:
     """Keep the file wrapper itself (sendfile), but close it in the request.
 
@@ -231,14 +240,26 @@ def _close_file_wrapper_in_request(
             pass
         else:
             return result
-    request.request_id = None
+    _end(request)
     return result
+
+
+def _end(request: _Request) -> None:
+    """End *request* for every context copy, and let go of the server's callable."""
+    request.request_id = None
+    request.start_response_ = _start_response_after_end
+
+
+def _start_response_after_end(
+    status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
+) -> Callable[[bytes], object]:
+    raise RuntimeError("start_response was called after the request ended")
 
 
 def _close_in_request(
     close: Callable[[], object] | None,
     context: contextvars.Context,
-    request: _context.Binding,
+    request: _Request,
 ) -> None:
     """Run a body's ``close`` in the request's context, then end the request."""
     try:
@@ -248,7 +269,7 @@ def _close_in_request(
         _context.note_request_id(exc, request.request_id)
         raise
     finally:
-        request.request_id = None  # ends it for every copy (see Binding)
+        _end(request)
 
 
 #: What ``next`` returns at the end of a body (no chunk is this object).
@@ -265,7 +286,7 @@ class _Body:
         iterable: Iterable[bytes],
         iterator: Iterator[bytes],
         context: contextvars.Context,
-        request: _context.Binding,
+        request: _Request,
     ) -> None:
         self._iterable = iterable
         self._iterator = iterator
@@ -297,4 +318,4 @@ class _Body:
         # A server that drops the body without calling close() (PEP 3333 says
         # it must; asgiref's WsgiToAsgi, django/asgiref#587, does not) still
         # ends the request here: copies of its context stop seeing the id.
-        self._request.request_id = None
+        _end(self._request)

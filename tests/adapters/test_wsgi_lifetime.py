@@ -16,6 +16,7 @@ import io
 import queue
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ from adapters.wsgi import RequestIdMiddleware
 from correlation import Config, _context, get_request_id
 
 if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 ENVIRON_ID = "correlation.request_id"
@@ -564,20 +566,21 @@ def test_file_wrapper_close_runs_in_the_request_then_ends_it() -> None:
     assert result.caller_ids == [None] * len(result.caller_ids)
 
 
+class SlottedWrapper:
+    """A server's file wrapper type whose instances take no attributes."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, filelike: io.BytesIO, blksize: int = 8192) -> None:
+        self._data = filelike.read()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter([self._data])
+
+
 def test_file_wrapper_without_close_ends_the_request_when_returned() -> None:
     """A file wrapper with no close() to hook ends the request as the app returns it."""
     copies: list[contextvars.Context] = []
-
-    class NoCloseWrapper:
-        """A server's file wrapper type whose instances take no attributes."""
-
-        __slots__ = ("_data",)
-
-        def __init__(self, filelike: io.BytesIO, blksize: int = 8192) -> None:
-            self._data = filelike.read()
-
-        def __iter__(self) -> Iterator[bytes]:
-            return iter([self._data])
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
@@ -586,10 +589,10 @@ def test_file_wrapper_without_close_ends_the_request_when_returned() -> None:
         return wrapper
 
     environ = make_environ(
-        [("X-Request-ID", "abc")], **{"wsgi.file_wrapper": NoCloseWrapper}
+        [("X-Request-ID", "abc")], **{"wsgi.file_wrapper": SlottedWrapper}
     )
     returned = RequestIdMiddleware(app)(environ, ServerStartResponse())
-    assert type(returned) is NoCloseWrapper
+    assert type(returned) is SlottedWrapper
     assert copies[0].run(get_request_id) is None
     assert list(returned) == [b"x"]
 
@@ -599,16 +602,10 @@ def test_file_wrapper_refusing_a_new_close_ends_the_request_when_returned() -> N
     copies: list[contextvars.Context] = []
     closed_under: list[str | None] = []
 
-    class SlottedWrapper:
+    class ClosingWrapper(SlottedWrapper):
         """A file wrapper type with a close() method and no instance dict."""
 
-        __slots__ = ("_data",)
-
-        def __init__(self, filelike: io.BytesIO, blksize: int = 8192) -> None:
-            self._data = filelike.read()
-
-        def __iter__(self) -> Iterator[bytes]:
-            return iter([self._data])
+        __slots__ = ()
 
         def close(self) -> None:
             closed_under.append(get_request_id())
@@ -620,10 +617,10 @@ def test_file_wrapper_refusing_a_new_close_ends_the_request_when_returned() -> N
         return wrapper
 
     environ = make_environ(
-        [("X-Request-ID", "abc")], **{"wsgi.file_wrapper": SlottedWrapper}
+        [("X-Request-ID", "abc")], **{"wsgi.file_wrapper": ClosingWrapper}
     )
     returned = RequestIdMiddleware(app)(environ, ServerStartResponse())
-    assert type(returned) is SlottedWrapper
+    assert type(returned) is ClosingWrapper
     assert copies[0].run(get_request_id) is None
     returned.close()
     assert closed_under == [None]
@@ -681,6 +678,129 @@ def test_body_without_close_ends_on_close_and_closing_twice_is_harmless() -> Non
     assert copies[0].run(get_request_id) is None
     close()
     assert copies[0].run(get_request_id) is None
+
+
+# --- memory ---------------------------------------------------------------
+
+
+class Task:
+    """A server's per-request task, built as waitress, wsgiref and werkzeug do.
+
+    It holds the environ, and its ``start_response`` is bound to it. With the
+    adapter's stacking mark in the environ that is a reference cycle while
+    the request is in flight; once the request ends, nothing the adapter
+    keeps may hold the task, so reference counting alone frees it.
+    """
+
+    def __init__(self, environ: WSGIEnvironment) -> None:
+        self.environ = environ
+        self.server = ServerStartResponse()
+
+    def start_response(
+        self,
+        status: str,
+        headers: HeaderList,
+        exc_info: OptExcInfo | None = None,
+        /,
+    ) -> Callable[[bytes], object]:
+        return self.server(status, headers, exc_info)
+
+
+def _list_app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def _generator_app(
+    environ: WSGIEnvironment, start_response: StartResponse
+) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return generator_body([b"a", b"b"], [])
+
+
+def _file_app(
+    environ: WSGIEnvironment, start_response: StartResponse
+) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    wrapper: Iterable[bytes] = environ["wsgi.file_wrapper"](io.BytesIO(b"data"))
+    return wrapper
+
+
+def _raising_app(
+    environ: WSGIEnvironment, start_response: StartResponse
+) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    raise AppError("boom")
+
+
+def _serve(task: Task, app: WSGIApplication, how: str) -> None:
+    """Serve one request of *task* as a server would, then drop everything."""
+    middleware = RequestIdMiddleware(app)
+    if how == "raises":
+        try:
+            middleware(task.environ, task.start_response)
+        except AppError:
+            return
+        raise AssertionError("the app's error did not propagate")
+    body = middleware(task.environ, task.start_response)
+    iterator = iter(body)
+    assert next(iterator)
+    if how == "abandoned":
+        return  # never closed: dropped with this frame
+    list(iterator)
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
+
+
+@pytest.mark.parametrize(
+    ("app", "how", "file_wrapper"),
+    [
+        pytest.param(_list_app, "closed", FileWrapper, id="list"),
+        pytest.param(_generator_app, "closed", FileWrapper, id="generator"),
+        pytest.param(_generator_app, "abandoned", FileWrapper, id="abandoned"),
+        pytest.param(_file_app, "closed", FileWrapper, id="file-wrapper"),
+        pytest.param(_file_app, "closed", SlottedWrapper, id="file-wrapper-no-close"),
+        pytest.param(_raising_app, "raises", FileWrapper, id="app-raises"),
+    ],
+)
+def test_an_ended_request_is_freed_without_the_cyclic_collector(
+    app: WSGIApplication, how: str, file_wrapper: type
+) -> None:
+    """Once the request ends, reference counting frees the server's task."""
+    task = Task(
+        make_environ([("X-Request-ID", "abc")], **{"wsgi.file_wrapper": file_wrapper})
+    )
+    gone = weakref.ref(task)
+    gc.collect()
+    gc.disable()
+    try:
+        _serve(task, app, how)
+        assert task.server.calls, "the app never started its response"
+        del task
+        assert gone() is None, "a reference cycle keeps the ended request alive"
+    finally:
+        gc.enable()
+    assert_unbound()
+
+
+def test_start_response_called_after_the_request_ended_raises() -> None:
+    """A start_response kept past the request's end fails loudly, server untouched."""
+    kept: list[StartResponse] = []
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        kept.append(start_response)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    server = ServerStartResponse()
+    assert RequestIdMiddleware(app)(make_environ(), server) == [b"ok"]
+    (start_response,) = kept
+    with pytest.raises(
+        RuntimeError, match="start_response was called after the request ended"
+    ):
+        start_response("500 Internal Server Error", [])
+    assert len(server.calls) == 1
 
 
 # --- stacked adapters -----------------------------------------------------

@@ -26,6 +26,7 @@ traceback it did not cause on purpose.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import secrets
@@ -33,6 +34,7 @@ import socket
 import struct
 import sys
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +65,8 @@ from wsgi_probe import (
     Recorder,
     build_site,
 )
+
+from adapters.wsgi import RequestIdMiddleware
 
 HEADER = "X-Request-ID"
 CLIENT_TIMEOUT = httpx.Timeout(20.0)
@@ -1037,3 +1041,64 @@ def test_server_is_gone_after_the_with_block(server: str) -> None:
         # servers, alive meanwhile, have other idents).
         alive = {t.ident for t in threading.enumerate()}
         assert alive.isdisjoint(ident for _, ident in threads)
+
+
+# --- memory ---------------------------------------------------------------
+
+
+class _Sentinel:
+    """An object each request leaves in its environ, to see when it is freed."""
+
+
+IN_PROCESS_SERVERS = {
+    "wsgiref": serve_wsgiref,
+    "waitress": serve_waitress,
+    "werkzeug": serve_werkzeug,
+}
+
+
+@pytest.mark.parametrize("body", ["list", "generator"])
+@pytest.mark.parametrize("server", sorted(IN_PROCESS_SERVERS))
+def test_ended_requests_are_freed_without_the_cyclic_collector(
+    server: str, body: str
+) -> None:
+    """Each server frees a served request by reference counting alone.
+
+    These servers keep the environ on an object their ``start_response`` is
+    bound to, and the adapter's stacking mark in the environ holds the
+    server's ``start_response``: a cycle while the request is in flight. With
+    the cyclic collector off, every request's environ must still be freed
+    once its response is sent, or each request's objects would wait for the
+    collector (a pause, and memory that grows between its runs).
+    """
+    freed: list[weakref.ref[_Sentinel]] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., object]) -> Any:
+        sentinel = _Sentinel()
+        environ["test.sentinel"] = sentinel
+        freed.append(weakref.ref(sentinel))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if body == "list":
+            return [b"ok"]
+        return iter([b"o", b"k"])
+
+    requests = 20
+    with IN_PROCESS_SERVERS[server](
+        RequestIdMiddleware(app), probe_path="/probe"
+    ) as running:
+        gc.collect()
+        gc.disable()
+        try:
+            with httpx.Client(
+                base_url=running.url, timeout=CLIENT_TIMEOUT, verify=VERIFY
+            ) as client:
+                for _ in range(requests):
+                    response = client.get("/", headers={HEADER: "abc"})
+                    assert response.text == "ok"
+                    assert response.headers[HEADER] == "abc"
+            wait_until(
+                lambda: all(ref() is None for ref in freed[-requests:]),
+                what="every served request's environ to be freed",
+            )
+        finally:
+            gc.enable()
