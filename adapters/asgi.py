@@ -198,7 +198,20 @@ class RequestIdMiddleware:
                 # _context.unbind, inlined: end the binding for every copy,
                 # then restore this context.
                 binding.request_id = None
+                # Contexts copied from the request (a task that outlives it,
+                # a server's keep-alive timer) keep the binding: let go of
+                # the server's callables, and of its connection with them.
+                binding.receive_ = _receive_after_end
+                binding.send_ = _send_after_end
                 _context.reset_binding(binding._token)
+
+
+async def _receive_after_end() -> Message:
+    raise RuntimeError("receive was called after the request ended")
+
+
+async def _send_after_end(message: Message) -> None:
+    raise RuntimeError("send was called after the request ended")
 
 
 def _is_named(item: tuple[bytes, bytes], name: bytes) -> bool:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import copy
+import gc
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -536,6 +538,60 @@ def test_copied_context_reads_none_after_response() -> None:
     serve(RequestIdMiddleware(app), http_scope([(b"x-request-id", b"abc")]))
     assert during == ["abc"]
     assert contexts[0].run(get_request_id) is None
+
+
+class Connection:
+    """A server's connection: its ``receive`` and ``send`` are bound to it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    async def receive(self) -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+
+def test_ended_request_lets_go_of_the_servers_callables() -> None:
+    """Context copies outlive the request, but not the server's connection.
+
+    A task or timer holding a context copied during the request holds the
+    request's binding; it must not keep the server's connection alive. What
+    the app kept of ``receive`` and ``send`` fails loudly once it ended.
+    """
+    contexts: list[contextvars.Context] = []
+    kept: list[tuple[Receive, Send]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        contexts.append(contextvars.copy_context())
+        kept.append((receive, send))
+        assert (await receive())["type"] == "http.request"
+        await respond(send)
+
+    connection = Connection()
+    gone = weakref.ref(connection)
+    scope = http_scope([(b"x-request-id", b"abc")])
+    middleware = RequestIdMiddleware(app)
+    asyncio.run(middleware(scope, connection.receive, connection.send))
+    assert [m["type"] for m in connection.sent] == [
+        "http.response.start",
+        "http.response.body",
+    ]
+    del connection
+    gc.collect()
+    assert gone() is None, "a context copied from the request holds the server"
+    assert contexts[0].run(get_request_id) is None
+    receive, send = kept[0]
+
+    async def call_late() -> None:
+        with pytest.raises(RuntimeError, match="receive was called after the request"):
+            await receive()
+        for message in ({"type": "http.response.body", "body": b"x"}, {"type": "x"}):
+            with pytest.raises(RuntimeError, match="send was called after the request"):
+                await send(message)
+
+    asyncio.run(call_late())
 
 
 def test_thread_outliving_request_reads_none_after() -> None:
