@@ -28,6 +28,8 @@ if typing.TYPE_CHECKING:
 
 BODY = b"ok"
 CHUNK = b"0123456789abcdef"
+#: The id the benchmark's requests carry, and the one the ``echo`` apps send.
+HEADER_VALUE = "0f8fad5bd9cb469fa16570867728950e"
 
 
 async def asgi_bare(scope: Scope, receive: Receive, send: Send) -> None:
@@ -39,6 +41,28 @@ async def asgi_bare(scope: Scope, receive: Receive, send: Send) -> None:
             "type": "http.response.start",
             "status": 200,
             "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")],
+        }
+    )
+    await send({"type": "http.response.body", "body": BODY})
+
+
+async def asgi_echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """The bare app, with a constant ``X-Request-ID`` response header of its own.
+
+    It prices what a server charges for the header every request-id
+    middleware adds (``e2e_instructions.py``).
+    """
+    if scope["type"] != "http":
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", b"2"),
+                (b"x-request-id", HEADER_VALUE.encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": BODY})
@@ -65,6 +89,19 @@ def make_asgi_stream(chunks: int) -> ASGIApp:
 def wsgi_bare(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
     """Answer ``200 ok`` with a list body (a server sees its length)."""
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [BODY]
+
+
+def wsgi_echo(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    """The bare app, with a constant ``X-Request-ID`` response header of its own."""
+    start_response(
+        "200 OK",
+        [
+            ("Content-Type", "text/plain"),
+            ("Content-Length", "2"),
+            ("X-Request-ID", HEADER_VALUE),
+        ],
+    )
     return [BODY]
 
 

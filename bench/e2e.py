@@ -37,9 +37,9 @@ import time
 from pathlib import Path
 
 import _machine
+from _apps import HEADER_VALUE
 
 HERE = Path(__file__).resolve().parent
-HEADER_VALUE = "0f8fad5bd9cb469fa16570867728950e"
 VARIANTS = ("header", "generated")
 APPS = ("bare", "ours", "reference")
 SERVERS = ("uvicorn", "waitress", "gunicorn")
@@ -115,14 +115,18 @@ def _get(port: int, header: bool) -> http.client.HTTPResponse:
 class Server:
     """A server subprocess, started and stopped by this benchmark only."""
 
-    def __init__(self, server: str, app: str) -> None:
+    def __init__(self, server: str, app: str, prefix: list[str] | None = None) -> None:
+        """Start it; *prefix* goes before the command (default: the CPU pin)."""
         self.port = _free_port()
         env = dict(os.environ, PYTHONPATH=str(HERE))
         # A file, not a pipe: a server that logs more than a pipe holds while
         # nobody reads it would block.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen(
-            [*SERVER_PIN, *server_command(server, app, self.port)],
+            [
+                *(SERVER_PIN if prefix is None else prefix),
+                *server_command(server, app, self.port),
+            ],
             env=env,
             cwd=HERE,
             stdout=subprocess.DEVNULL,
@@ -211,6 +215,36 @@ def _python_load(
     return sum(counts) / duration, sum(counts)
 
 
+def _processes() -> dict[int, tuple[int, float]]:
+    """Every process: its parent, and the CPU seconds it used (Linux only)."""
+    found: dict[int, tuple[int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        found[int(entry.name)] = (int(fields[1]), cpu)
+    return found
+
+
+def family(pid: int, processes: dict[int, tuple[int, float]]) -> set[int]:
+    """*pid* and its descendants among *processes* (a server and its workers)."""
+    members = {pid}
+    grew = True
+    while grew:
+        grew = False
+        for child, (parent, _) in processes.items():
+            if parent in members and child not in members:
+                members.add(child)
+                grew = True
+    return members
+
+
 def _tree_cpu_s(pid: int) -> float:
     """CPU seconds used so far by *pid* and its descendants (Linux only).
 
@@ -219,30 +253,10 @@ def _tree_cpu_s(pid: int) -> float:
     gives both.
     """
     try:
-        parents: dict[int, int] = {}
-        times: dict[int, float] = {}
-        tick = os.sysconf("SC_CLK_TCK")
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rpartition(")")[2].split()
-            parents[int(entry.name)] = int(fields[1])
-            times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+        processes = _processes()
     except (OSError, ValueError, AttributeError):
         return math.nan
-    family = {pid}
-    grew = True
-    while grew:
-        grew = False
-        for child, parent in parents.items():
-            if parent in family and child not in family:
-                family.add(child)
-                grew = True
-    return sum(times.get(member, 0.0) for member in family)
+    return sum(processes.get(m, (0, 0.0))[1] for m in family(pid, processes))
 
 
 # --- the run -----------------------------------------------------------------

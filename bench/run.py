@@ -13,7 +13,10 @@ when either file changes, and runs with that environment's Python:
 3. ``imports.py``: what ``import correlation, adapters.asgi`` costs and loads;
 4. ``e2e.py``: throughput of uvicorn, waitress and gunicorn with and without
    the adapter, under ``wrk`` (or a Python client when wrk is missing);
-5. ``breakdown.py``: our adapters' parts timed alone, and cProfile;
+5. ``e2e_instructions.py``: the same servers' instructions per request,
+   counted by valgrind (skipped when valgrind is missing): end to end, free
+   of the machine's noise;
+6. ``breakdown.py``: our adapters' parts timed alone, and cProfile;
 
 then writes ``bench/results/report.md`` (``report.py``) and prints it.
 ``--quick`` runs shorter versions of each; ``--skip e2e,breakdown`` leaves
@@ -40,7 +43,7 @@ import report
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 TAG = f"py{sys.version_info.major}.{sys.version_info.minor}"
-STEPS = ("micro", "instructions", "imports", "e2e", "breakdown")
+STEPS = ("micro", "instructions", "imports", "e2e", "e2e_instructions", "breakdown")
 
 #: Per step: the arguments of a full run, and of a --quick one.
 ARGUMENTS: dict[str, tuple[list[str], list[str]]] = {
@@ -48,6 +51,10 @@ ARGUMENTS: dict[str, tuple[list[str], list[str]]] = {
     "instructions": ([], ["--groups", "asgi,wsgi"]),
     "imports": ([], ["--repeat", "8"]),
     "e2e": ([], ["--reps", "2", "--duration", "1", "--servers", "uvicorn,waitress"]),
+    "e2e_instructions": (
+        [],
+        ["--warmup", "50", "--requests", "200", "--servers", "uvicorn,waitress"],
+    ),
     "breakdown": ([], ["--number", "5000", "--repeat", "3", "--profile-loops", "5000"]),
 }
 
