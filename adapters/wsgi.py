@@ -156,9 +156,16 @@ class RequestIdMiddleware:
                 owner.request_id = None
                 owner.start_response_ = _start_response_after_end
                 return result
-            if _is_file_wrapper(environ, result):
+            file_wrapper = environ.get("wsgi.file_wrapper")
+            if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
                 return _close_file_wrapper_in_request(result, context, owner)
-            return _Body(result, context.run(iter, result), context, owner)
+            # Built field by field: an __init__ would cost a Python call.
+            body = _new_body(_Body)
+            body._iterable = result
+            body._iterator = context.run(iter, result)
+            body._context = context
+            body._request = owner
+            return body
         except BaseException as exc:
             # BaseException too: a SystemExit or KeyboardInterrupt must not
             # leave the id alive in contexts the request copied.
@@ -213,11 +220,6 @@ def _marker(environ: WSGIEnvironment) -> object:
     return marker
 
 
-def _is_file_wrapper(environ: WSGIEnvironment, result: object) -> bool:
-    file_wrapper = environ.get("wsgi.file_wrapper")
-    return isinstance(file_wrapper, type) and isinstance(result, file_wrapper)
-
-
 def _close_file_wrapper_in_request(
     result: Iterable[bytes], context: contextvars.Context, request: _Request
 ) -> Iterable[bytes]:
@@ -269,44 +271,49 @@ def _close_in_request(
         _context.note_request_id(exc, request.request_id)
         raise
     finally:
-        _end(request)
+        # _end, inlined: Flask's and Django's bodies end here.
+        request.request_id = None
+        request.start_response_ = _start_response_after_end
 
+
+_new_body = object.__new__
 
 #: What ``next`` returns at the end of a body (no chunk is this object).
 _END: Any = object()
 
 
 class _Body:
-    """The response body, iterated and closed in the request's own context."""
+    """The response body, iterated and closed in the request's own context.
+
+    A plain iterable, as PEP 3333 asks: servers call ``iter()`` on it once.
+    """
 
     __slots__ = ("_context", "_iterable", "_iterator", "_request")
 
-    def __init__(
-        self,
-        iterable: Iterable[bytes],
-        iterator: Iterator[bytes],
-        context: contextvars.Context,
-        request: _Request,
-    ) -> None:
-        self._iterable = iterable
-        self._iterator = iterator
-        self._context = context
-        self._request = request
+    _iterable: Iterable[bytes]
+    _iterator: Iterator[bytes]
+    _context: contextvars.Context
+    _request: _Request
 
-    def __iter__(self) -> _Body:
-        return self
+    def __iter__(self) -> Iterator[bytes]:
+        # A generator, not a __next__ method: resuming it costs less than a
+        # Python call per chunk, and it ends on a return, not an exception.
+        return self._chunks()
 
-    def __next__(self) -> bytes:
+    def _chunks(self) -> Iterator[bytes]:
+        run = self._context.run
+        iterator = self._iterator
         try:
-            # The default, not StopIteration, marks the end: an exception
-            # passing through this frame would cost more than the chunk.
-            chunk = self._context.run(next, self._iterator, _END)
+            while True:
+                # The default, not StopIteration, marks the end: an exception
+                # would cost more than the chunk.
+                chunk = run(next, iterator, _END)
+                if chunk is _END:
+                    return
+                yield chunk
         except Exception as exc:
             _context.note_request_id(exc, self._request.request_id)
             raise
-        if chunk is _END:
-            raise StopIteration
-        return chunk
 
     def close(self) -> None:
         """Close the wrapped body in the request's context, then end it."""
