@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RequestIdMiddleware"]
 
+_MAX_LENGTH = _ids.MAX_DEFAULT_LENGTH
+
 # Messages that open a response and carry its headers. The last one is the
 # WebSocket denial response extension.
 _HEADER_MESSAGES = frozenset(
@@ -123,7 +125,12 @@ class RequestIdMiddleware:
             elif (
                 not duplicated
                 and self._default_rule
-                and _ids.default_accepts_bytes(found[1])
+                and (
+                    # The default rule's own first test, inlined (a hex or
+                    # other alphanumeric id), then the whole rule.
+                    ((value := found[1]).isalnum() and len(value) <= _MAX_LENGTH)
+                    or _ids.default_accepts_bytes(value)
+                )
             ):
                 # The common case: one occurrence that the default rule (which
                 # implies the hard floor) accepts as sent.

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RequestIdMiddleware"]
 
+_MAX_LENGTH = _ids.MAX_DEFAULT_LENGTH
+
 # The environ key holding the final id (fixed by the contract), for code that
 # has the environ but not the context: a server's access-log atoms, say.
 _ENVIRON_KEY = "correlation.request_id"
@@ -114,7 +116,15 @@ class RequestIdMiddleware:
             elif (
                 self._default_rule
                 and raw.isascii()
-                and _ids.default_accepts_bytes(raw.encode("ascii"))
+                and (
+                    # The default rule's own first test, inlined (a hex or
+                    # other alphanumeric id), then the whole rule.
+                    (
+                        (value := raw.encode("ascii")).isalnum()
+                        and len(value) <= _MAX_LENGTH
+                    )
+                    or _ids.default_accepts_bytes(value)
+                )
             ):
                 # The common case: one value the default rule (which implies
                 # the hard floor) accepts as sent. This is default_validator,
