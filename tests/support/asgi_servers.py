@@ -161,6 +161,12 @@ def serve_hypercorn(
     config.errorlog = error_logger
     config.accesslog = None
     config.graceful_timeout = max(stop_timeout / 2, 1.0)
+    # Longer than any test. The concurrency test counts the client ports the
+    # app saw, to check that its 32 pooled connections were reused; once, on a
+    # loaded CI machine, it saw 34 with no failed request, which is what the
+    # client replacing connections the server had closed while idle looks
+    # like, and hypercorn closes a connection idle for 5 s by default.
+    config.keep_alive_timeout = 60
     ready = threading.Event()
     control: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
