@@ -337,15 +337,20 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: run, save, print."""
-    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+def add_servers_option(parser: argparse.ArgumentParser) -> None:
+    """``--servers``: which of SERVERS to run (this step's and e2e_instructions')."""
     parser.add_argument(
         "--servers",
         type=lambda text: text.split(","),
         default=list(SERVERS),
-        help="comma-separated subset of uvicorn,waitress,gunicorn",
+        help=f"comma-separated subset of {','.join(SERVERS)}",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run, save, print."""
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    add_servers_option(parser)
     parser.add_argument("--reps", type=int, default=6, help="ABBA: even is fairer")
     parser.add_argument(
         "--duration", type=float, default=2.0, help="seconds (whole ones with wrk)"

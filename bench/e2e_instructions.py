@@ -131,12 +131,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     """Command line: run, save, print."""
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
-    parser.add_argument(
-        "--servers",
-        type=lambda text: text.split(","),
-        default=list(e2e.SERVERS),
-        help="comma-separated subset of uvicorn,waitress,gunicorn",
-    )
+    e2e.add_servers_option(parser)
     parser.add_argument("--warmup", type=int, default=200, help="requests")
     parser.add_argument("--requests", type=int, default=1000, help="counted")
     parser.add_argument("--quiet", action="store_true", help="print no table")
