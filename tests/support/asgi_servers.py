@@ -52,6 +52,7 @@ from servers import (
 
 __all__ = [
     "HOST",
+    "IDLE_TIMEOUT",
     "Live",
     "serve_daphne",
     "serve_granian",
@@ -64,6 +65,14 @@ _SUPPORT_DIR = Path(__file__).resolve().parent
 _PROJECT_ROOT = _SUPPORT_DIR.parents[1]
 #: Granian's start is retried this often when its port was taken meanwhile.
 _GRANIAN_ATTEMPTS = 3
+#: Seconds a server keeps an idle keep-alive connection open: longer than any
+#: test. The concurrency test counts the client ports the app saw, to check
+#: that its 32 pooled connections were reused. uvicorn and hypercorn close a
+#: connection idle for 5 s by default; on a loaded machine a pooled connection
+#: can sit idle that long while the others carry the load, and the client then
+#: replaces it with a new one on a new port. Shutdown still closes idle
+#: connections at once.
+IDLE_TIMEOUT = 60
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,7 @@ def serve_uvicorn_thread(
             interface=interface,
             lifespan=lifespan,
             log_config=None,
+            timeout_keep_alive=IDLE_TIMEOUT,
         ) as (port, alive):
             await_serving(name, port, probe_path, start_timeout, alive)
             yield Live(name, port, capture.text, in_process=True)
@@ -161,12 +171,7 @@ def serve_hypercorn(
     config.errorlog = error_logger
     config.accesslog = None
     config.graceful_timeout = max(stop_timeout / 2, 1.0)
-    # Longer than any test. The concurrency test counts the client ports the
-    # app saw, to check that its 32 pooled connections were reused; once, on a
-    # loaded CI machine, it saw 34 with no failed request, which is what the
-    # client replacing connections the server had closed while idle looks
-    # like, and hypercorn closes a connection idle for 5 s by default.
-    config.keep_alive_timeout = 60
+    config.keep_alive_timeout = IDLE_TIMEOUT
     ready = threading.Event()
     control: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
@@ -333,7 +338,7 @@ def serve_gunicorn_uvicorn(
             "--graceful-timeout",
             str(graceful),
             "--keep-alive",
-            "5",
+            str(IDLE_TIMEOUT),
             "--log-level",
             "warning",
             "--error-logfile",
