@@ -71,6 +71,7 @@ from asgi_servers import (
     serve_uvicorn_thread,
 )
 from asgi_testing import HEX32
+from servers import kept_alive
 
 HEADER = "X-Request-ID"
 #: Which framework each server serves.
@@ -151,17 +152,7 @@ def new_client(live: Live, connections: int = 1) -> httpx.Client:
     Plain HTTP only: ``verify=False`` just skips loading the CA bundle, which
     costs a fifth of a second per client.
     """
-    limits = httpx.Limits(
-        max_connections=connections,
-        max_keepalive_connections=connections,
-        # Never drop an idle pooled connection. httpx drops one idle for 5 s
-        # by default. The pool hands each request the first idle connection
-        # in its list, so on a loaded machine the last ones can idle that
-        # long; their replacements would show up as extra client ports in
-        # the concurrency test. (Seen in CI: 37 ports for 32 connections;
-        # with a 0.02 s expiry it reproduces on every run.)
-        keepalive_expiry=None,
-    )
+    limits = kept_alive(connections)
     return httpx.Client(
         base_url=live.url, limits=limits, timeout=CLIENT_TIMEOUT, verify=False
     )

@@ -26,6 +26,7 @@ from servers import (
     SERVER_THREAD_NAME,
     UvicornHTTP,
     http_implementations,
+    kept_alive,
     serve_uvicorn,
 )
 from starlette.applications import Starlette
@@ -235,11 +236,8 @@ async def send_concurrently(
     base_url: str, plan: Sequence[tuple[str, str | None]]
 ) -> list[httpx.Response]:
     """GET every (path, id) in *plan* at once over at most 20 connections."""
-    limits = httpx.Limits(
-        max_connections=CONNECTION_LIMIT, max_keepalive_connections=CONNECTION_LIMIT
-    )
     async with httpx.AsyncClient(
-        base_url=base_url, limits=limits, timeout=CLIENT_TIMEOUT
+        base_url=base_url, limits=kept_alive(CONNECTION_LIMIT), timeout=CLIENT_TIMEOUT
     ) as client:
 
         async def one(path: str, request_id: str | None) -> httpx.Response:
@@ -316,10 +314,9 @@ async def _sequential(
     base_url: str, steps: Sequence[tuple[str, str, str | None, bytes | None]]
 ) -> list[httpx.Response]:
     """Send (method, path, id, body) one after another over one connection."""
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     responses = []
     async with httpx.AsyncClient(
-        base_url=base_url, limits=limits, timeout=CLIENT_TIMEOUT
+        base_url=base_url, limits=kept_alive(1), timeout=CLIENT_TIMEOUT
     ) as client:
         for method, path, request_id, body in steps:
             response = await client.request(

@@ -47,6 +47,7 @@ import pytest
 from asgi_testing import HEX32
 from servers import (
     WsgiServer,
+    kept_alive,
     serve_gunicorn,
     serve_waitress,
     serve_werkzeug,
@@ -273,12 +274,9 @@ class Live:
 
     def client(self, connections: int = 1) -> httpx.Client:
         """A keep-alive client with at most *connections* connections."""
-        limits = httpx.Limits(
-            max_connections=connections, max_keepalive_connections=connections
-        )
         return httpx.Client(
             base_url=self.server.url,
-            limits=limits,
+            limits=kept_alive(connections),
             timeout=CLIENT_TIMEOUT,
             verify=VERIFY,
         )

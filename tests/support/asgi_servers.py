@@ -39,6 +39,7 @@ import hypercorn.asyncio
 import hypercorn.config
 from servers import (
     HOST,
+    IDLE_TIMEOUT,
     LogText,
     await_serving,
     free_port,
@@ -52,7 +53,6 @@ from servers import (
 
 __all__ = [
     "HOST",
-    "IDLE_TIMEOUT",
     "Live",
     "serve_daphne",
     "serve_granian",
@@ -65,14 +65,8 @@ _SUPPORT_DIR = Path(__file__).resolve().parent
 _PROJECT_ROOT = _SUPPORT_DIR.parents[1]
 #: Granian's start is retried this often when its port was taken meanwhile.
 _GRANIAN_ATTEMPTS = 3
-#: Seconds a server keeps an idle keep-alive connection open: longer than any
-#: test. The concurrency test counts the client ports the app saw, to check
-#: that its 32 pooled connections were reused. uvicorn and hypercorn close a
-#: connection idle for 5 s by default; on a loaded machine a pooled connection
-#: can sit idle that long while the others carry the load, and the client then
-#: replaces it with a new one on a new port. Shutdown still closes idle
-#: connections at once.
-IDLE_TIMEOUT = 60
+#: Seconds daphne lets an application run on after its response.
+DAPHNE_CLOSE_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
@@ -138,7 +132,6 @@ def serve_uvicorn_thread(
             interface=interface,
             lifespan=lifespan,
             log_config=None,
-            timeout_keep_alive=IDLE_TIMEOUT,
         ) as (port, alive):
             await_serving(name, port, probe_path, start_timeout, alive)
             yield Live(name, port, capture.text, in_process=True)
@@ -298,8 +291,10 @@ def serve_daphne(
             str(fd),
             "-v",
             "0",
+            # daphne cancels an application this long after its response
+            # (checked once a second): longer than asgi_probe's /linger wait.
             "--application-close-timeout",
-            "3",
+            str(DAPHNE_CLOSE_TIMEOUT),
             target,
         ]
 

@@ -49,6 +49,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler as _WsgirefHandler
 from wsgiref.simple_server import WSGIServer as _WsgirefServer
 
+import httpx
 import uvicorn
 from werkzeug.serving import WSGIRequestHandler as _WerkzeugHandler
 from werkzeug.serving import make_server as _make_werkzeug_server
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HOST",
+    "IDLE_TIMEOUT",
     "PROBE_TIMEOUT",
     "SERVER_THREAD_NAME",
     "GunicornWorker",
@@ -70,6 +72,7 @@ __all__ = [
     "free_port",
     "handed_socket",
     "http_implementations",
+    "kept_alive",
     "listening_socket",
     "serve_gunicorn",
     "serve_uvicorn",
@@ -88,6 +91,13 @@ UvicornHTTP = Literal["h11", "httptools"]
 #: The name of the thread the server's event loop runs in, so a test can tell
 #: the loop thread from the threads a framework runs sync code in.
 SERVER_THREAD_NAME = "uvicorn-test-server"
+#: Seconds a test's server keeps an idle keep-alive connection open: longer
+#: than any test. Tests that check connections were reused count the client
+#: ports the app saw. uvicorn, hypercorn and gunicorn close a connection idle
+#: for a few seconds by default, and on a loaded machine a connection can sit
+#: idle that long; the client then replaces it, on a new port. Shutdown still
+#: closes idle connections at once.
+IDLE_TIMEOUT = 60
 
 _POLL_INTERVAL = 0.005
 
@@ -162,6 +172,7 @@ def uvicorn_in_thread(
         access_log=False,
         # Bounded shutdown: requests still running after this are cancelled.
         timeout_graceful_shutdown=max(int(stop_timeout / 2), 1),
+        timeout_keep_alive=IDLE_TIMEOUT,
         **options,
     )
     server = uvicorn.Server(config)
@@ -443,7 +454,7 @@ def serve_gunicorn(
         "-",
     ]
     if worker == "gthread":
-        options += ["--threads", str(threads), "--keep-alive", "5"]
+        options += ["--threads", str(threads), "--keep-alive", str(IDLE_TIMEOUT)]
     if _gunicorn_version() >= (25, 1):
         # Otherwise each server creates ~/.gunicorn/gunicorn.ctl.
         options.append("--no-control-socket")
@@ -787,3 +798,20 @@ def serve_werkzeug(
             log=log.text,
             request_threads=request_threads,
         )
+
+
+def kept_alive(connections: int) -> httpx.Limits:
+    """Pool limits for a client whose *connections* are reused for a whole test.
+
+    httpx drops a pooled connection idle for 5 s by default, and its pool
+    hands each request the first idle connection in its list, so on a loaded
+    machine the last ones can idle that long. Their replacements would show up
+    as extra client ports where a test checks that connections were reused
+    (seen in CI: 37 ports for 32 connections; a 0.02 s expiry reproduces it
+    on every run). So idle connections never expire here.
+    """
+    return httpx.Limits(
+        max_connections=connections,
+        max_keepalive_connections=connections,
+        keepalive_expiry=None,
+    )
