@@ -208,13 +208,22 @@ class RequestIdMiddleware:
                 # Contexts copied from the request (a task that outlives it,
                 # a server's keep-alive timer) keep the binding: let go of
                 # the server's callables, and of its connection with them.
-                binding.receive_ = _receive_after_end
+                binding.receive_ = (
+                    _http_disconnect if scope_type == "http" else _websocket_disconnect
+                )
                 binding.send_ = _send_after_end
                 _context.reset_binding(binding._token)
 
 
-async def _receive_after_end() -> Message:
-    raise RuntimeError("receive was called after the request ended")
+# What ``receive`` gives once the request has ended, as the ASGI spec asks of
+# a server after the response (HTTP) or the connection (WebSocket) is over.
+# 1005: "no status code received", the spec's default close code.
+async def _http_disconnect() -> Message:
+    return {"type": "http.disconnect"}
+
+
+async def _websocket_disconnect() -> Message:
+    return {"type": "websocket.disconnect", "code": 1005}
 
 
 async def _send_after_end(message: Message) -> None:

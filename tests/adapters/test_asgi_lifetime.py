@@ -558,7 +558,9 @@ def test_ended_request_lets_go_of_the_servers_callables() -> None:
 
     A task or timer holding a context copied during the request holds the
     request's binding; it must not keep the server's connection alive. What
-    the app kept of ``receive`` and ``send`` fails loudly once it ended.
+    the app kept of them still behaves as a server's would after the
+    response: ``receive`` reports the disconnect (as the ASGI spec asks),
+    ``send`` fails loudly.
     """
     contexts: list[contextvars.Context] = []
     kept: list[tuple[Receive, Send]] = []
@@ -585,13 +587,38 @@ def test_ended_request_lets_go_of_the_servers_callables() -> None:
     receive, send = kept[0]
 
     async def call_late() -> None:
-        with pytest.raises(RuntimeError, match="receive was called after the request"):
-            await receive()
+        assert await receive() == {"type": "http.disconnect"}
         for message in ({"type": "http.response.body", "body": b"x"}, {"type": "x"}):
             with pytest.raises(RuntimeError, match="send was called after the request"):
                 await send(message)
 
     asyncio.run(call_late())
+
+
+def test_ended_websocket_receive_reports_the_disconnect() -> None:
+    """A WebSocket's ``receive`` kept past the end reports its disconnect."""
+    kept: list[Receive] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        kept.append(receive)
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.close", "code": 1000})
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    receive = scripted_receive([{"type": "websocket.connect"}])
+    middleware = RequestIdMiddleware(app)
+    asyncio.run(middleware(websocket_scope(), receive, send))
+    assert [m["type"] for m in sent] == ["websocket.close"]
+
+    async def receive_late() -> Message:
+        return await kept[0]()
+
+    # 1005, "no status code received": the spec's default when none is known.
+    assert asyncio.run(receive_late()) == {"type": "websocket.disconnect", "code": 1005}
 
 
 def test_thread_outliving_request_reads_none_after() -> None:
