@@ -190,12 +190,21 @@ def _wrk(
     return float(rate[1]), int(count[1])
 
 
-def _client(port: int, header: bool, deadline: float) -> int:
-    """One keep-alive connection, requests back to back until *deadline*."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+def client(
+    port: int,
+    header: bool,
+    deadline: float,
+    requests: int | None = None,
+    timeout: float = 5.0,
+) -> int:
+    """One keep-alive connection, requests back to back until *deadline*.
+
+    With *requests*, it stops after that many (e2e_instructions.py's counts).
+    """
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     headers = {"X-Request-ID": HEADER_VALUE} if header else {}
     count = 0
-    while time.monotonic() < deadline:
+    while count != requests and time.monotonic() < deadline:
         connection.request("GET", "/", headers=headers)
         response = connection.getresponse()
         response.read()
@@ -211,11 +220,11 @@ def _python_load(
 ) -> tuple[float, int]:
     with multiprocessing.Pool(connections) as pool:
         deadline = time.monotonic() + duration
-        counts = pool.starmap(_client, [(port, header, deadline)] * connections)
+        counts = pool.starmap(client, [(port, header, deadline)] * connections)
     return sum(counts) / duration, sum(counts)
 
 
-def _processes() -> dict[int, tuple[int, float]]:
+def processes() -> dict[int, tuple[int, float]]:
     """Every process: its parent, and the CPU seconds it used (Linux only)."""
     found: dict[int, tuple[int, float]] = {}
     tick = os.sysconf("SC_CLK_TCK")
@@ -253,10 +262,10 @@ def _tree_cpu_s(pid: int) -> float:
     gives both.
     """
     try:
-        processes = _processes()
+        found = processes()
     except (OSError, ValueError, AttributeError):
         return math.nan
-    return sum(processes.get(m, (0, 0.0))[1] for m in family(pid, processes))
+    return sum(found.get(m, (0, 0.0))[1] for m in family(pid, found))
 
 
 # --- the run -----------------------------------------------------------------

@@ -25,7 +25,7 @@ middleware echoes. Needs valgrind (``apt-get install valgrind``)::
 from __future__ import annotations
 
 import argparse
-import http.client
+import math
 import os
 import shutil
 import subprocess
@@ -51,21 +51,6 @@ def _control(option: str, pids: set[int]) -> None:
         )
 
 
-def _serve(port: int, requests: int, header: bool) -> None:
-    """Send *requests* ``GET /`` over one keep-alive connection."""
-    headers = {"X-Request-ID": e2e.HEADER_VALUE} if header else {}
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    try:
-        for _ in range(requests):
-            connection.request("GET", "/", headers=headers)
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                raise RuntimeError(f"status {response.status}")
-    finally:
-        connection.close()
-
-
 def _summary(path: Path) -> int:
     """The instruction count callgrind wrote into a dump file."""
     for line in path.read_text().splitlines():
@@ -86,10 +71,11 @@ def count(server: str, app: str, header: bool, warmup: int, requests: int) -> fl
         process = e2e.Server(server, app, prefix)
         try:
             process.wait_ready(timeout=300)
-            _serve(process.port, warmup, header)
-            pids = e2e.family(process.process.pid, e2e._processes())
+            # Under valgrind a server answers tens of times slower.
+            e2e.client(process.port, header, math.inf, warmup, timeout=120)
+            pids = e2e.family(process.process.pid, e2e.processes())
             _control("-z", pids)
-            _serve(process.port, requests, header)
+            e2e.client(process.port, header, math.inf, requests, timeout=120)
             _control("-d", pids)
         finally:
             process.stop()

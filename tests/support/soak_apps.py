@@ -124,14 +124,16 @@ class _Watch:
         yet), the copies wait: a copy that request took may rightly read its
         id. The report gives the last check that found copies.
         """
-        if self.copies and not _bindings_in_flight(_bindings()):
+        bindings = _bindings()
+        if self.copies and not _bindings_in_flight(bindings):
             copies = [self.copies.popleft() for _ in range(len(self.copies))]
             self.last_check = (
                 len(copies),
                 sum(copy.run(get_request_id) is not None for copy in copies),
             )
-            del copies
-        bindings = _bindings()
+            # Count again without what only the copies (and this list) held.
+            del copies, bindings
+            bindings = _bindings()
         copies_checked, copies_with_id = self.last_check
         with self.lock:
             counts = {
