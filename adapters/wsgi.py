@@ -3,7 +3,7 @@
 Wrap any WSGI application with it: Flask
 (``app.wsgi_app = RequestIdMiddleware(app.wsgi_app)``) or Django's
 ``get_wsgi_application()``. It follows the same rules as the ASGI adapter,
-through the same core pipeline, so both answer identically.
+through the same core seams, so both answer identically.
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from correlation._config import Config
+del TYPE_CHECKING
 
 __all__ = ["RequestIdMiddleware"]
-
-_MAX_LENGTH = _ids.MAX_DEFAULT_LENGTH
 
 # The environ key holding the final id (fixed by the contract), for code that
 # has the environ but not the context: a server's access-log atoms, say.
@@ -62,6 +61,10 @@ class RequestIdMiddleware:
     in the request's context and then ends the request, so close callbacks
     (Django's ``request_finished`` for a ``FileResponse``) see the id.
 
+    Behind another adapter that serves the same request (an ASGI adapter in
+    front of a WSGI bridge, or this adapter twice), it takes that adapter's id
+    instead of choosing one.
+
     Args:
         app: The WSGI application to wrap.
         config: The header configuration; ``None`` means ``Config()``.
@@ -75,132 +78,112 @@ class RequestIdMiddleware:
 
         self.app = app
         self.config = config = config_or_default(config)
-        name = config.header_name
-        self._name_lower = name.lower()
-        self._environ_header = "HTTP_" + name.upper().replace("-", "_")
-        # Decided once here, not per request (see the ASGI adapter).
-        self._default_rule = (
-            config.trust_incoming and config.validator is _ids.default_validator
-        )
-        self._default_generator = config.generator is _ids.generate_id
+        self._header_name_lower = config.header_name.lower()
+        # Where a WSGI server puts the request header: HTTP_X_REQUEST_ID.
+        self._environ_key = "HTTP_" + config.header_name.upper().replace("-", "_")
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         """Serve one request; see the class docstring."""
-        config = self.config
-        raw = environ.get(self._environ_header)
-        # The live binding of an outer adapter, if any (an ended one has no id).
-        outer = _context.get_binding()
-        outer_id = None if outer is None else outer.request_id
-        owner = None
-        if outer_id is not None and (
-            # An outer WSGI adapter marks the environ, an outer ASGI adapter
-            # its scope (which a2wsgi passes on as environ["asgi.scope"]).
-            # Behind asgiref's WsgiToAsgi, which passes no scope, the
-            # rewritten request header is the only sign. A binding merely
-            # inherited from an earlier request has none of them.
-            _marker(environ) is outer or raw == outer_id
-        ):
-            # The outer adapter chose the id and owns the request's lifetime.
-            request_id = outer_id
-        else:
-            if raw is None:
-                if self._default_generator:
-                    try:  # generate_id without its frame (see the ASGI adapter)
-                        request_id = _ids.take_pooled_id()
-                    except IndexError:
-                        request_id = _ids.generate_id()
-                else:
-                    request_id = _ids.resolve_request_id(config, None)
-            elif (
-                self._default_rule
-                and raw.isascii()
-                and (
-                    # The default rule's own first test, inlined (a hex or
-                    # other alphanumeric id), then the whole rule.
-                    (
-                        (value := raw.encode("ascii")).isalnum()
-                        and len(value) <= _MAX_LENGTH
-                    )
-                    or _ids.default_accepts_bytes(value)
-                )
-            ):
-                # The common case: one value the default rule (which implies
-                # the hard floor) accepts as sent. This is default_validator,
-                # one call less: it runs on every request.
-                request_id = raw
-            else:
-                incoming = _ids.join_header_values([raw])
-                request_id = _ids.resolve_request_id(config, incoming)
-            outer = owner = _Request()
+        incoming = environ.get(self._environ_key)
 
-        environ[_ENVIRON_KEY] = request_id
-        environ[_context.MARKER_KEY] = outer
-        if config.update_request_header and request_id is not raw:
-            environ[self._environ_header] = request_id
-        if config.response_header:
-            if owner is None:
-                # A nested adapter's wrapper, never bound: reads as ended.
-                wrapper = _Request()
-                wrapper.request_id = None
-            else:
-                wrapper = owner
-            wrapper.start_response_ = start_response
-            wrapper.header = (config.header_name, request_id)
-            wrapper.name_lower = self._name_lower
-            start_response = wrapper.start_response
-        if owner is None:
-            return self.app(environ, start_response)
+        # 1. Agree with an adapter further out that serves this very request:
+        # it marked the environ, or a bridge's scope, or (behind asgiref's
+        # WsgiToAsgi, which passes no mark) it is the live ASGI binding.
+        mark = environ.get(_context.MARK_KEY)
+        if mark is None and "asgi.scope" in environ:
+            mark = _scope_mark(environ["asgi.scope"])
+        outer = _context.outer_binding(mark, True)  # bridged: see there
+        if outer is not None:
+            return self._serve_inside(outer, environ, incoming, start_response)
 
-        owner.request_id = request_id
-        # The request's own context: bound with the ContextVar's own method
-        # and entered with Context.run, no Python frame of ours in between.
+        # 2. Choose the id and bind it, in a context of the request's own: the
+        # server thread's is never touched.
+        request_id = _ids.resolve(self.config, incoming)
         context = contextvars.copy_context()
-        context.run(_context.set_binding, owner)
+        binding = context.run(_context.begin, request_id, "wsgi")
+
+        # 3. Call the app with the id in the environ and the response header.
+        self._update_environ(environ, incoming, binding, request_id)
+        if self.config.response_header:
+            start_response = _StartResponse(
+                start_response, self._header(request_id), binding
+            ).start_response
         try:
-            result = context.run(self.app, environ, start_response)
-            if type(result) in (list, tuple):
-                # No application code runs while a list is sent.
-                # _end, inlined: this is the common path.
-                owner.request_id = None
-                owner.start_response_ = _start_response_after_end
-                return result
-            file_wrapper = environ.get("wsgi.file_wrapper")
-            if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
-                return _close_file_wrapper_in_request(result, context, owner)
-            # Built field by field: an __init__ would cost a Python call.
-            body = _new_body(_Body)
-            body._iterable = result
-            body._iterator = context.run(iter, result)
-            body._context = context
-            body._request = owner
-            return body
+            body = context.run(self.app, environ, start_response)
+            # 4. End the request once the body has been sent and closed.
+            return _body_in_request(body, environ, context, binding)
         except BaseException as exc:
             # BaseException too: a SystemExit or KeyboardInterrupt must not
             # leave the id alive in contexts the request copied.
             if isinstance(exc, Exception):
                 _context.note_request_id(exc, request_id)
-            _end(owner)
+            _context.end(binding)
             raise
 
+    def _serve_inside(
+        self,
+        outer: _context.Binding,
+        environ: WSGIEnvironment,
+        incoming: str | None,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        """Serve a request whose id an adapter further out chose and owns.
 
-class _Request(_context.Binding):
-    """The owning adapter's binding, and its wrapper of ``start_response``.
+        This adapter writes what its own config asks for (the environ, the
+        response header), with the outer adapter's id; the outer one ends it.
+        """
+        request_id = outer.request_id
+        if request_id is None:  # pragma: no cover - outer_binding gives live ones
+            raise RuntimeError("the request of the outer adapter has ended")
+        self._update_environ(environ, incoming, outer, request_id)
+        if self.config.response_header:
+            start_response = _StartResponse(
+                start_response, self._header(request_id), outer
+            ).start_response
+        return self.app(environ, start_response)
 
-    The environ holds it (the stacking mark), and it holds the server's
-    ``start_response``, which often holds the environ (waitress's is a
-    closure over the task that owns it): a reference cycle. ``_end`` breaks
-    it, so the request is freed when the server drops it, not at the next
-    run of the cyclic garbage collector.
-    """
+    def _update_environ(
+        self,
+        environ: WSGIEnvironment,
+        incoming: str | None,
+        mark: _context.Binding,
+        request_id: str,
+    ) -> None:
+        """Put the id and the mark in the environ, in place (WSGI's custom)."""
+        environ[_ENVIRON_KEY] = request_id
+        environ[_context.MARK_KEY] = mark
+        # ``resolve`` returns the very object it kept, so identity tells
+        # whether the header already holds the final id.
+        if self.config.update_request_header and request_id is not incoming:
+            environ[self._environ_key] = request_id
 
-    __slots__ = ("header", "name_lower", "start_response_")
+    def _header(self, request_id: str) -> tuple[str, str, str]:
+        """The response header, and its name lowercased for comparing."""
+        return (self.config.header_name, request_id, self._header_name_lower)
 
-    start_response_: StartResponse
-    #: The response header to add: (name, id).
-    header: tuple[str, str]
-    name_lower: str
+
+def _scope_mark(scope: object) -> object:
+    """The mark an outer ASGI adapter left in the scope a2wsgi passes on."""
+    return scope.get(_context.MARK_KEY) if isinstance(scope, dict) else None
+
+
+class _StartResponse:
+    """The server's ``start_response``, with the id header added once."""
+
+    __slots__ = ("_binding", "_header", "_start_response")
+
+    def __init__(
+        self,
+        start_response: StartResponse,
+        header: tuple[str, str, str],
+        binding: _context.Binding,
+    ) -> None:
+        self._start_response = start_response
+        #: (name, id, name lowercased)
+        self._header = header
+        self._binding = binding
 
     def start_response(
         self,
@@ -209,29 +192,38 @@ class _Request(_context.Binding):
         exc_info: OptExcInfo | None = None,
         /,
     ) -> Callable[[bytes], object]:
-        """The server's ``start_response``, with the id header added once."""
-        name_lower = self.name_lower
+        """Start the response, adding the id header unless the app set it."""
+        if self._binding.request_id is None:
+            raise RuntimeError("start_response was called after the request ended")
+        name, request_id, name_lower = self._header
         for key, _ in headers:
-            # Lowering a short name costs less than checking its length first.
             if key.lower() == name_lower:
                 # The application chose its own value: keep it, add no second.
                 break
         else:
-            headers = [*headers, self.header]
-        return self.start_response_(status, headers, exc_info)
+            headers = [*headers, (name, request_id)]
+        return self._start_response(status, headers, exc_info)
 
 
-def _marker(environ: WSGIEnvironment) -> object:
-    marker = environ.get(_context.MARKER_KEY)
-    if marker is None:
-        scope = environ.get("asgi.scope")
-        if isinstance(scope, dict):
-            marker = scope.get(_context.MARKER_KEY)
-    return marker
+def _body_in_request(
+    body: Iterable[bytes],
+    environ: WSGIEnvironment,
+    context: contextvars.Context,
+    binding: _context.Binding,
+) -> Iterable[bytes]:
+    """The body to hand the server: its iteration and ``close`` in the request."""
+    if type(body) is list or type(body) is tuple:
+        # No application code runs while a list is sent: the request is over.
+        _context.end(binding)
+        return body
+    file_wrapper = environ.get("wsgi.file_wrapper")
+    if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+        return _file_wrapper_closed_in_request(body, context, binding)
+    return _Body(body, context, binding)
 
 
-def _close_file_wrapper_in_request(
-    result: Iterable[bytes], context: contextvars.Context, request: _Request
+def _file_wrapper_closed_in_request(
+    body: Iterable[bytes], context: contextvars.Context, binding: _context.Binding
 ) -> Iterable[bytes]:
     """Keep the file wrapper itself (sendfile), but close it in the request.
 
@@ -240,53 +232,37 @@ def _close_file_wrapper_in_request(
     (no ``close``, or an object that refuses the attribute) the request ends
     now: no application code runs while a file is sent.
     """
-    close = getattr(result, "close", None)
+    close = getattr(body, "close", None)
     if close is not None:
 
         def close_in_request() -> None:
-            _close_in_request(close, context, request)
+            _close_in_request(close, context, binding)
 
         try:
-            setattr(result, "close", close_in_request)  # noqa: B010
+            setattr(body, "close", close_in_request)  # noqa: B010
         except (AttributeError, TypeError):
             pass
         else:
-            return result
-    _end(request)
-    return result
-
-
-def _end(request: _Request) -> None:
-    """End *request* for every context copy, and let go of the server's callable."""
-    request.request_id = None
-    request.start_response_ = _start_response_after_end
-
-
-def _start_response_after_end(
-    status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
-) -> Callable[[bytes], object]:
-    raise RuntimeError("start_response was called after the request ended")
+            return body
+    _context.end(binding)
+    return body
 
 
 def _close_in_request(
     close: Callable[[], object] | None,
     context: contextvars.Context,
-    request: _Request,
+    binding: _context.Binding,
 ) -> None:
     """Run a body's ``close`` in the request's context, then end the request."""
     try:
         if close is not None:
             context.run(close)
     except Exception as exc:
-        _context.note_request_id(exc, request.request_id)
+        _context.note_request_id(exc, binding.request_id)
         raise
     finally:
-        # _end, inlined: Flask's and Django's bodies end here.
-        request.request_id = None
-        request.start_response_ = _start_response_after_end
+        _context.end(binding)
 
-
-_new_body = object.__new__
 
 #: What ``next`` returns at the end of a body (no chunk is this object).
 _END: Any = object()
@@ -298,12 +274,18 @@ class _Body:
     A plain iterable, as PEP 3333 asks: servers call ``iter()`` on it once.
     """
 
-    __slots__ = ("_context", "_iterable", "_iterator", "_request")
+    __slots__ = ("_binding", "_context", "_iterable", "_iterator")
 
-    _iterable: Iterable[bytes]
-    _iterator: Iterator[bytes]
-    _context: contextvars.Context
-    _request: _Request
+    def __init__(
+        self,
+        iterable: Iterable[bytes],
+        context: contextvars.Context,
+        binding: _context.Binding,
+    ) -> None:
+        self._iterable = iterable
+        self._context = context
+        self._binding = binding
+        self._iterator: Iterator[bytes] = context.run(iter, iterable)
 
     def __iter__(self) -> Iterator[bytes]:
         # A generator, not a __next__ method: resuming it costs less than a
@@ -322,17 +304,19 @@ class _Body:
                     return
                 yield chunk
         except Exception as exc:
-            _context.note_request_id(exc, self._request.request_id)
+            _context.note_request_id(exc, self._binding.request_id)
             raise
 
     def close(self) -> None:
         """Close the wrapped body in the request's context, then end it."""
         _close_in_request(
-            getattr(self._iterable, "close", None), self._context, self._request
+            getattr(self._iterable, "close", None), self._context, self._binding
         )
 
     def __del__(self) -> None:
         # A server that drops the body without calling close() (PEP 3333 says
         # it must; asgiref's WsgiToAsgi, django/asgiref#587, does not) still
         # ends the request here: copies of its context stop seeing the id.
-        _end(self._request)
+        # The garbage collector may run this in any context, so the binding is
+        # ended as it is, not in the request's context (which may be entered).
+        _context.end(self._binding)

@@ -1,4 +1,4 @@
-"""The header configuration shared by every adapter.
+"""The header configuration shared by every adapter and unit of work.
 
 Importing this module costs most of the package's import time (``dataclasses``
 pulls in ``inspect``), so nothing imports it until a ``Config`` is needed:
@@ -10,17 +10,91 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from correlation._ids import default_validator, generate_id, passes_floor
 
 # RFC 9110 section 5.1: field-name = token; token = 1*tchar.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
+#: Header names that HTTP, servers or frameworks own, lowercased. Reading one
+#: as the id would take the request's own framing or credentials, and echoing
+#: one would break the response (a second Content-Length, a Set-Cookie).
+RESERVED_HEADER_NAMES = frozenset(
+    {
+        # The contract's list.
+        "authorization",
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "cookie",
+        "expect",
+        "host",
+        "keep-alive",
+        "location",
+        "proxy-authorization",
+        "proxy-connection",
+        "set-cookie",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        # Written by every server, or part of the response's framing too.
+        "content-range",
+        "date",
+        "proxy-authenticate",
+        "range",
+        "server",
+        "www-authenticate",
+    }
+)
+
+#: Generator outputs drawn at construction. One that fits the validator nine
+#: times in ten is caught with a probability of 1 - 0.9 ** 32, about 97 %; one
+#: that fits half the time, all but once in four billion.
+GENERATOR_SAMPLES = 32
+
+#: How much of a value an error message quotes.
+_QUOTED = 100
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, quoting at most the first 100 characters of the value.
+
+    Error messages show the value they reject, and a value can be a 300 KB
+    header or a generator's runaway output.
+    """
+    if isinstance(value, (str, bytes)) and len(value) > _QUOTED:
+        return f"{value[:_QUOTED]!r}... ({len(value)} characters in all)"
+    text = repr(value)
+    if len(text) > _QUOTED:
+        return f"{text[:_QUOTED]}... ({len(text)} characters in all)"
+    return text
+
+
+class _Precomputed:
+    """What the request path reads, decided once per Config.
+
+    Slots of a plain base class, not dataclass fields: they are not part of
+    the configuration (``fields``, ``repr``, equality, ``replace`` and
+    ``asdict`` leave them out), and ``__post_init__`` recomputes them for
+    every new instance, ``replace`` included.
+    """
+
+    __slots__ = ("_builtin_generator", "_default_rule")
+
+    #: ``True`` when incoming values are trusted and checked by the default
+    #: rule, whose first test ``correlation._ids.resolve`` runs inline.
+    _default_rule: bool
+    #: ``True`` when ids come from the built-in generator, which needs no
+    #: guard against raising or returning junk.
+    _builtin_generator: bool
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Config:
-    """How an adapter reads, checks, generates and echoes the request id.
+class Config(_Precomputed):
+    """How a request id is read, checked, generated and echoed.
 
     Every field has a safe default, so ``Config()`` works as it is. A
     configuration that cannot work raises ``ValueError`` or ``TypeError`` here,
@@ -29,12 +103,17 @@ class Config:
     Args:
         header_name: The incoming header to read, matched case-insensitively,
             and the name used to echo the id. It must be an RFC 9110 token
-            without ``_`` (most servers drop headers whose name holds one).
+            without ``_`` (most servers drop headers whose name holds one),
+            and not a header that HTTP, the server or the framework own
+            (``Host``, ``Content-Length``, ``Cookie``, ``Authorization`` and
+            the like).
         trust_incoming: ``False`` ignores the client's value and always
             generates an id. Use it on public edges where clients are not
             trusted to choose ids.
         generator: Zero-argument callable returning a new id. Its output must
-            pass the hard floor and the ``validator``.
+            pass the hard floor and the ``validator``; it is sampled several
+            times here. The default makes UUID version 4 ids in their
+            32-lowercase-hex form.
         validator: One-argument callable deciding whether an incoming value is
             acceptable. It only ever sees values that passed the hard floor.
             A rejected value is replaced by a generated id.
@@ -58,71 +137,108 @@ class Config:
         for name in ("trust_incoming", "response_header", "update_request_header"):
             value = getattr(self, name)
             if not isinstance(value, bool):
-                raise TypeError(f"{name} must be a bool, got {value!r}")
+                raise TypeError(f"{name} must be a bool, got {shown(value)}")
         if not callable(self.validator):
             raise TypeError(
                 f"validator must be a callable taking one str and returning a bool,"
-                f" got {self.validator!r}"
+                f" got {shown(self.validator)}"
             )
         if not callable(self.generator):
             raise TypeError(
                 f"generator must be a zero-argument callable returning a str,"
-                f" got {self.generator!r}"
+                f" got {shown(self.generator)}"
             )
         _check_generator(self.generator, self.validator)
+        # The instance is frozen: set the precomputed slots as dataclasses
+        # documents for __post_init__ of a frozen class.
+        object.__setattr__(
+            self,
+            "_default_rule",
+            self.trust_incoming and self.validator is default_validator,
+        )
+        object.__setattr__(self, "_builtin_generator", self.generator is generate_id)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt through __init__, so a copy or an unpickled Config is checked
+        # again and gets its precomputed slots (dataclasses' own slots state
+        # would restore the fields only).
+        return (_rebuild, ({f.name: getattr(self, f.name) for f in fields(self)},))
+
+
+Config.__module__ = "correlation"
+
+
+def _rebuild(values: dict[str, object]) -> Config:
+    return Config(**values)  # type: ignore[arg-type]
 
 
 def config_or_default(config: Config | None) -> Config:
-    """Return *config*, or ``Config()`` for ``None``; adapters call it once."""
+    """Return *config*, or ``Config()`` for ``None``; called once per user."""
     if config is None:
         return Config()
     if not isinstance(config, Config):
-        raise TypeError(f"config must be a correlation.Config or None, got {config!r}")
+        raise TypeError(
+            f"config must be a correlation.Config or None, got {shown(config)}"
+        )
     return config
 
 
 def _check_header_name(value: object) -> None:
     if not isinstance(value, str):
-        raise TypeError(f"header_name must be a str, got {value!r}")
+        raise TypeError(f"header_name must be a str, got {shown(value)}")
     if not value:
-        raise ValueError(f"header_name must be a non-empty header token, got {value!r}")
+        raise ValueError(
+            f"header_name must be a non-empty header token, got {shown(value)}"
+        )
     if _TOKEN.fullmatch(value) is None:
         raise ValueError(
             f"header_name must be an RFC 9110 token (letters, digits and"
-            f" !#$%&'*+-.^_`|~ only), got {value!r}"
+            f" !#$%&'*+-.^_`|~ only), got {shown(value)}"
         )
     if "_" in value:
         raise ValueError(
             f"header_name must not contain '_' (most servers drop such headers),"
-            f" got {value!r}; use '-' instead"
+            f" got {shown(value)}; use '-' instead"
+        )
+    if value.lower() in RESERVED_HEADER_NAMES:
+        raise ValueError(
+            f"header_name must not be a header that HTTP, the server or the"
+            f" framework own, got {shown(value)}; use a name of your own, such as"
+            f" 'X-Request-ID'"
         )
 
 
 def _check_generator(
     generator: Callable[[], str], validator: Callable[[str], bool]
 ) -> None:
-    """Call the generator once so a broken one fails now, not per request."""
-    try:
-        sample = generator()
-    except Exception as exc:
-        raise ValueError(
-            f"generator must return a new id when called with no arguments,"
-            f" but {generator!r} raised {exc!r}"
-        ) from exc
-    if not passes_floor(sample):
-        raise ValueError(
-            f"generator must return a str of 1 to 1024 visible ASCII characters"
-            f" (the hard floor), got {sample!r} from {generator!r}"
-        )
-    try:
-        accepted = bool(validator(sample))
-    except Exception as exc:
-        raise ValueError(
-            f"generator output must pass the validator, but the validator raised"
-            f" {exc!r} on {sample!r} from {generator!r}"
-        ) from exc
-    if not accepted:
-        raise ValueError(
-            f"generator output must pass the validator, but {sample!r} from"
-            f" {generator!r} was rejected by {validator!r}"
-        )
+    """Draw several ids, so a generator that fails now and then fails now."""
+    custom = validator is not default_validator
+    for _ in range(GENERATOR_SAMPLES):
+        try:
+            sample = generator()
+        except Exception as exc:
+            raise ValueError(
+                f"generator must return a new id when called with no arguments,"
+                f" but {shown(generator)} raised {shown(exc)}"
+            ) from exc
+        if not passes_floor(sample):
+            raise ValueError(
+                f"generator must return a str of 1 to 1024 visible ASCII characters"
+                f" (the hard floor), got {shown(sample)} from {shown(generator)}"
+            )
+        try:
+            accepted = bool(validator(sample))
+        except Exception as exc:
+            raise ValueError(
+                f"generator output must pass the validator, but the validator"
+                f" raised {shown(exc)} on {shown(sample)} from {shown(generator)}"
+            ) from exc
+        if not accepted:
+            advice = (
+                "; pass a generator whose ids the validator accepts" if custom else ""
+            )
+            raise ValueError(
+                f"generator output must pass the validator, but {shown(sample)}"
+                f" from {shown(generator)} was rejected by {shown(validator)}"
+                f"{advice}"
+            )

@@ -1,63 +1,93 @@
-"""The one ContextVar, its public getter, and the bind/unbind pair adapters use.
+"""The id's lifetime: the one ContextVar, its getter, and the seams that bind it.
 
-The ContextVar does not hold the id itself but a small per-request
-``Binding``. ``unbind`` both resets the variable in the adapter's own context
-and marks the binding ended. Copies of the context taken while the request ran
-(tasks it spawned, callbacks asyncio scheduled, a server that starts the next
-request in such a copy, as in uvicorn issue 2167) still point at the binding,
-but read ``None`` through it once the response has ended: an id never outlives
-its request.
+Everything that decides when an id is visible lives here, and every adapter
+and integration goes through these seams instead of touching the variable:
+
+``begin(request_id, protocol=None) -> Binding``
+    Bind an id in the current context, for one unit of work. An adapter names
+    its protocol (``"asgi"``, ``"wsgi"``): only such a binding, one HTTP
+    request or WebSocket, may be adopted by an adapter further in
+    (``outer_binding``).
+``end(binding)``
+    End it: first mark it ended, so every context copied while it was bound
+    reads ``None`` from then on, then restore the context it was begun in.
+    It never raises: ended from another context (an async generator closed
+    by the loop's finalizer, a response body dropped by the garbage
+    collector), it only marks; ended twice, the second call does nothing.
+``outer_binding(mark, bridged=False) -> Binding | None``
+    The live binding of an adapter further out that serves this same request,
+    or ``None`` when this request is the caller's own to bind.
+``hide() -> Token`` / ``restore(token)``
+    Hide the id while server code runs on the request's behalf (the uvicorn
+    2167 guard, see ``adapters.asgi``), then show it again.
+``note_request_id(exc, request_id)``
+    Name the request on an exception that leaves an adapter.
+
+Choosing the id itself (the hard floor, the default rule, the generator) is
+``correlation._ids.resolve``.
+
+The variable does not hold the id but a small ``Binding``, and the getter
+reads the id through it. A token reset restores only the context it was made
+in, while Python copies contexts all the time (``asyncio.create_task``, every
+callback asyncio schedules, thread-pool helpers, a server that starts the next
+request in a copy, uvicorn issue 2167). Those copies keep a reference to the
+binding, not a snapshot of the id, so marking the binding ended blanks them
+all at once: an id never outlives its unit of work.
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
+from functools import partial
 
 __all__ = [
-    "MARKER_KEY",
+    "MARK_KEY",
     "Binding",
-    "bind",
-    "bind_request_id",
-    "current_binding",
-    "get_binding",
+    "begin",
+    "end",
     "get_request_id",
+    "hide",
     "note_request_id",
-    "reset_binding",
-    "set_binding",
-    "unbind",
+    "outer_binding",
+    "restore",
 ]
 
 
 class Binding:
-    """One request's id, for as long as the request is in flight.
+    """One unit of work's id, from ``begin`` until ``end``.
 
-    Adapters may subclass it (with ``__slots__``) to keep their own
-    per-request state on the same object.
+    Read ``request_id`` for the id; it is ``None`` once the unit has ended.
+    Everything else is this module's.
     """
 
-    __slots__ = ("_token", "request_id")
+    __slots__ = ("_protocol", "_token", "request_id")
 
     request_id: str | None
-    _token: Token[Binding | None]
+    #: The adapter's protocol for a request's binding, ``None`` for any other
+    #: unit of work (``bound_request_id``, a carried call, a task).
+    _protocol: str | None
+    #: The reset token while bound; dropped at the end, so an ended binding
+    #: keeps no reference to the context it was bound in.
+    _token: Token[Binding | None] | None
 
     def __repr__(self) -> str:
         state = "ended" if self.request_id is None else repr(self.request_id)
-        return f"<correlation Binding {state}>"
+        kind = "unit of work" if self._protocol is None else self._protocol
+        return f"<correlation Binding {kind} {state}>"
 
 
-#: The key under which an adapter leaves the request's binding in the scope or
-#: environ it passes on, so that a second adapter further in can tell a real
-#: outer adapter from a binding left over in a context copied from an earlier
-#: request (uvicorn issue 2167). Shared by both adapters: a2wsgi hands the ASGI
-#: scope to WSGI apps as ``environ["asgi.scope"]``.
-MARKER_KEY = "correlation.binding"
+#: The key under which an adapter leaves its binding in the scope or environ it
+#: passes on, so that an adapter further in can tell a real outer adapter from a
+#: binding it merely inherited (see ``outer_binding``). Shared by both
+#: adapters: a2wsgi hands the ASGI scope to WSGI apps as ``environ["asgi.scope"]``.
+MARK_KEY = "correlation.binding"
 
 # Package-prefixed name, so the var is recognisable in copy_context() dumps.
 _BINDING: ContextVar[Binding | None] = ContextVar("correlation.binding", default=None)
 
 
 def get_request_id() -> str | None:
-    """Return the id of the request being served, or ``None`` outside one.
+    """Return the id of the request or unit of work in flight, or ``None``.
 
     Works from any code the request runs: handlers, middleware inside the
     adapter, threads the framework runs sync code in, streamed bodies, and
@@ -70,59 +100,81 @@ def get_request_id() -> str | None:
     return None if binding is None else binding.request_id
 
 
-def current_binding() -> Binding | None:
-    """Return the binding of the request in flight in this context, if any.
+def begin(request_id: str, protocol: str | None = None) -> Binding:
+    """Bind *request_id* in the current context until ``end``.
 
-    Adapters use it to find an outer adapter. An ended binding left behind in a
-    copied context is not returned.
+    The caller ends it on every path (a ``finally``), preferably in the same
+    context: a ``Context.run`` that began it may end it in a later
+    ``Context.run`` of the same context.
+    """
+    binding = Binding()
+    binding.request_id = request_id
+    binding._protocol = protocol
+    binding._token = _BINDING.set(binding)
+    return binding
+
+
+def end(binding: Binding) -> None:
+    """End *binding* for every context copy, then restore its own context."""
+    token = binding._token
+    if token is None:  # ended already
+        return
+    binding.request_id = None
+    binding._token = None  # an ended binding keeps no context alive
+    if _BINDING.get() is not binding:
+        # Not current here: ended from outside the context it was begun in,
+        # such as the WSGI adapter's own context for a request, which nothing
+        # enters again. Every copy reads None through the ended binding.
+        return
+    try:
+        _BINDING.reset(token)
+    except ValueError:
+        # Current here, but in a copy of the context it was begun in: an
+        # async generator closed by the loop's finalizer in a new task, say.
+        return
+
+
+def outer_binding(mark: object, bridged: bool = False) -> Binding | None:
+    """Return the live binding of an adapter further out that serves this request.
+
+    *mark* is what the scope or environ at hand holds under ``MARK_KEY``.
+    An adapter further out that owns this very request left its binding
+    there, and that binding is the one current here. Anything else is a
+    request of its own: a binding that has ended, one inherited in a context
+    copied from an earlier request (a server may start a request in such a
+    copy, uvicorn issue 2167), a mark left by another request, and a
+    ``bound_request_id`` block or carried call around an in-process request.
+
+    *bridged* is for an environ that a bridge may have built from an ASGI
+    scope without carrying the mark over (asgiref's ``WsgiToAsgi`` passes
+    nothing but the headers): with no mark at all, the live binding of an ASGI
+    adapter is taken as the outer adapter's. Such an environ is served inside
+    the ASGI request that called the bridge, in a copy of its context, and
+    nowhere else: a WSGI server never starts a request in a context holding an
+    ASGI binding, and a leftover ASGI binding in a copied context meets the
+    outermost ASGI adapter first, which binds its own. An environ made inside a
+    WSGI request (a test client in a view) is a request of its own, since WSGI
+    middleware pass the environ, mark and all. An ASGI scope always carries the
+    mark from one adapter to the next, so ASGI never needs this.
     """
     binding = _BINDING.get()
-    if binding is None or binding.request_id is None:
+    if binding is None or binding._token is None or binding._protocol is None:
         return None
-    return binding
+    if mark is binding or (mark is None and bridged and binding._protocol == "asgi"):
+        return binding
+    return None
 
 
-def bind(binding: Binding, request_id: str) -> None:
-    """Make *request_id* the current id in this context until ``unbind``.
-
-    *binding* is a new ``Binding``, or an instance of an adapter's subclass
-    that also carries its per-request state (one object per request instead
-    of two). The caller must call ``unbind`` in the same context, in a
-    ``finally``. (The ASGI adapter does both steps inline, with
-    ``set_binding`` and ``reset_binding``: on every request, the two Python
-    frames cost as much as the work they do.)
-    """
-    binding.request_id = request_id
-    binding._token = _BINDING.set(binding)
-
-
-def bind_request_id(request_id: str) -> Binding:
-    """Bind *request_id* with a new plain ``Binding`` and return it."""
-    binding = Binding()
-    bind(binding, request_id)
-    return binding
-
-
-def unbind(binding: Binding) -> None:
-    """End the request: restore this context and blank every copy of it."""
-    binding.request_id = None
-    _BINDING.reset(binding._token)
-
-
-# Adapters hide the id while server code runs on the request's behalf (ASGI
-# ``receive`` and the final body ``send``): asyncio captures the current
-# context for callbacks the server schedules there, and uvicorn (issue 2167)
-# starts the next request on a keep-alive connection in such a captured copy.
-# Holding no binding at that moment keeps the next request clean even while
-# this one still runs (a Starlette background task after the response, say).
-# ``token = set_binding(None)``, then ``reset_binding(token)`` in the same
-# context. They are the ContextVar's own methods, not wrappers: they run on
-# every response, and a Python frame would double their cost.
-set_binding = _BINDING.set
-reset_binding = _BINDING.reset
-#: The ContextVar's own ``get``: the current ``Binding``, ended or not, or
-#: ``None`` (``current_binding`` leaves ended ones out, at one frame's cost).
-get_binding = _BINDING.get
+#: ``hide() -> token``: hide the id in this context until ``restore(token)``,
+#: so ``get_request_id()`` is ``None``. Adapters hide it while the server's own
+#: code runs on the request's behalf and may copy the context for later (see
+#: ``adapters.asgi``). Both are the ContextVar's own methods, not Python
+#: functions: they run on every response, and a Python frame each would add
+#: about 900 instructions per request (callgrind, ASGI), 3.5 % of the
+#: adapter's overhead.
+hide = partial(_BINDING.set, None)
+#: ``restore(token)``: show again what ``hide`` hid; call it in the same context.
+restore = _BINDING.reset
 
 
 def note_request_id(exc: BaseException, request_id: str | None) -> None:

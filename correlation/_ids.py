@@ -13,6 +13,7 @@ import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from correlation._config import Config
+del TYPE_CHECKING
 
 #: Longest value the hard floor lets through. Far above any real id, and low
 #: enough that a hostile 300 KB header is dropped after one length check.
@@ -32,11 +33,10 @@ _DEFAULT_CHARACTERS = (
 
 
 def default_accepts_bytes(value: bytes) -> bool:
-    """Return whether the default rule accepts the raw header *value*.
+    """Return whether the default rule accepts *value*, as ASCII bytes.
 
-    The ASGI adapter checks the bytes a server hands over before decoding
-    them. Alphanumeric values (hex ids, this package's own among them) are
-    decided by ``bytes.isalnum`` alone, which is ASCII-only for bytes.
+    Alphanumeric values (hex ids, this package's own among them) are decided
+    by ``bytes.isalnum`` alone, which is ASCII-only for bytes.
     """
     if value.isalnum():
         return len(value) <= MAX_DEFAULT_LENGTH
@@ -54,14 +54,20 @@ _BATCH = 64
 # cache and Go's ``uuid.EnableRandPool``.
 _pool: list[str] = []
 
+# Translation tables that set a UUID's version 4 and RFC 9562 variant bits in
+# a whole batch at once: byte 6 becomes 0x4?, byte 8 one of 0x80 to 0xBF.
+_VERSION_4 = bytes(range(0x40, 0x50)) * 16
+_VARIANT_RFC = bytes(range(0x80, 0xC0)) * 4
+
 
 def generate_id() -> str:
-    """Return a new random id: 32 lowercase hex characters.
+    """Return a new random id, a UUID version 4 in its 32-lowercase-hex form.
 
-    Each id is 128 bits straight from the operating system's CSPRNG, the same
-    strength as ``uuid.uuid4().hex`` (which keeps 122 of them) without
-    building a ``UUID`` object. The bits are read 64 ids at a time; a forked
-    child process drops the ids it inherited, so two processes never share one.
+    The same shape and strength as ``uuid.uuid4().hex``: 122 random bits from
+    the operating system's CSPRNG, with the version and variant bits set, so
+    services whose validators expect UUID4s accept it. The bits are read 64
+    ids at a time; a forked child process drops the ids it inherited, so two
+    processes never share one.
     """
     try:
         return _pool.pop()
@@ -69,15 +75,12 @@ def generate_id() -> str:
         return _refill()
 
 
-#: ``generate_id`` without its Python frame, for an adapter's hot path: a
-#: ready id, or ``IndexError`` when the batch is used up (then call
-#: ``generate_id``). The pool list is never replaced, so this stays valid.
-take_pooled_id = _pool.pop
-
-
 def _refill() -> str:
-    data = os.urandom(16 * _BATCH).hex()
-    ids = [data[start : start + 32] for start in range(0, len(data), 32)]
+    data = bytearray(os.urandom(16 * _BATCH))
+    data[6::16] = data[6::16].translate(_VERSION_4)
+    data[8::16] = data[8::16].translate(_VARIANT_RFC)
+    text = data.hex()
+    ids = [text[start : start + 32] for start in range(0, len(text), 32)]
     request_id = ids.pop()
     _pool.extend(ids)
     return request_id
@@ -143,46 +146,68 @@ def _debug(message: str, *args: object, exc_info: bool = False) -> None:
     logging.getLogger("correlation").debug(message, *args, exc_info=exc_info)
 
 
-def resolve_request_id(config: Config, incoming: str | None) -> str:
-    """Return the id for a request, given its joined header value or ``None``.
+def resolve(config: Config, incoming: str | None) -> str:
+    """Return the id for a unit of work, given its incoming value or ``None``.
 
-    This is the one pipeline both adapters use: the hard floor first, then the
-    validator; anything rejected, or absent, or untrusted is replaced by a
-    generated id. User hooks that raise never turn the request into an error.
-    The rejected value itself is never logged: a log line is exactly where a
-    forged CR/LF or escape sequence would do harm.
+    *incoming* is the header's value with its occurrences joined (a WSGI
+    server's ``HTTP_*`` value, or ``join_header_values`` of the ASGI ones), or
+    a value that arrived some other way (``bound_request_id``, a message
+    header). This is the one pipeline everything uses: the list rule, the hard
+    floor, then the validator; anything rejected, absent or untrusted is
+    replaced by a generated id. User hooks that raise never turn the request
+    into an error. The rejected value itself is never logged: a log line is
+    exactly where a forged CR/LF or escape sequence would do harm.
     """
     if incoming is not None and config.trust_incoming:
-        if passes_floor(incoming):
-            try:
-                if config.validator(incoming):
+        if config._default_rule and incoming.isascii():
+            # The default rule, checked on the bytes: ``bytes.isalnum`` (a hex
+            # or other alphanumeric id, this package's own among them) decides
+            # most requests, and costs a fifth of ``str.isalnum``. The rule
+            # implies the hard floor and leaves the list rule nothing to strip.
+            value = incoming.encode()
+            if value.isalnum():
+                if len(value) <= MAX_DEFAULT_LENGTH:
                     return incoming
-            except Exception as exc:
-                # Only the exception's type: its message may quote the value.
-                _debug("validator raised %s; a new id is generated", type(exc).__name__)
-            else:
-                _debug(
-                    "incoming %s header rejected by the validator (%d characters);"
-                    " a new id is generated",
-                    config.header_name,
-                    len(incoming),
-                )
-        else:
-            _debug(
-                "incoming %s header fails the hard floor (%d characters);"
-                " a new id is generated",
-                config.header_name,
-                len(incoming),
-            )
+            elif default_accepts_bytes(value):
+                return incoming
+        accepted = _accepted(config, join_header_values([incoming]))
+        if accepted is not None:
+            return accepted
+    if config._builtin_generator:
+        return generate_id()
     return _generate(config)
 
 
-def _generate(config: Config) -> str:
-    generator = config.generator
-    if generator is generate_id:
-        return generate_id()
+def _accepted(config: Config, value: str) -> str | None:
+    """*value* if it passes the hard floor and the validator, else ``None``."""
+    if not passes_floor(value):
+        _debug(
+            "incoming %s value fails the hard floor (%d characters);"
+            " a new id is generated",
+            config.header_name,
+            len(value),
+        )
+        return None
     try:
-        value = generator()
+        if config.validator(value):
+            return value
+    except Exception as exc:
+        # Only the exception's type: its message may quote the value.
+        _debug("validator raised %s; a new id is generated", type(exc).__name__)
+        return None
+    _debug(
+        "incoming %s value rejected by the validator (%d characters);"
+        " a new id is generated",
+        config.header_name,
+        len(value),
+    )
+    return None
+
+
+def _generate(config: Config) -> str:
+    """A new id from ``config.generator``, or the built-in one if it fails."""
+    try:
+        value = config.generator()
     except Exception:
         _debug("generator raised; the built-in generator is used", exc_info=True)
         return generate_id()

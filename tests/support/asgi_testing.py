@@ -8,15 +8,15 @@ here is bounded by ``TIMEOUT``.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, cast
 
 import anyio
 import httpx
 from asgiref.testing import ApplicationCommunicator
+from hooks_testing import counting_generator
 
 from adapters._types import ASGIApp, Message, Receive, Scope, Send
 from correlation import _context, get_request_id
@@ -50,16 +50,6 @@ TIMEOUT = 10.0
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
 Headers = list[tuple[bytes, bytes]]
-
-
-def counting_generator(prefix: str = "gen") -> Callable[[], str]:
-    """Return a generator of ids ``prefix-0``, ``prefix-1``, ...
-
-    ``Config`` calls the generator once at construction, so the first request
-    served gets ``prefix-1``.
-    """
-    counter = itertools.count()
-    return lambda: f"{prefix}-{next(counter)}"
 
 
 def _scope(own: dict[str, Any], headers: Headers | None, extra: Any) -> Scope:
