@@ -106,10 +106,9 @@ class RequestIdMiddleware:
 
         # 3. Call the app with the id in the environ and the response header.
         self._update_environ(environ, incoming, binding, request_id)
-        if self.config.response_header:
-            start_response = _StartResponse(
-                start_response, self._header(request_id), binding
-            ).start_response
+        start_response = self._start_response_for_app(
+            start_response, binding, request_id
+        )
         try:
             body = context.run(self.app, environ, start_response)
             # 4. End the request once the body has been sent and closed.
@@ -138,10 +137,7 @@ class RequestIdMiddleware:
         if request_id is None:  # pragma: no cover - outer_binding gives live ones
             raise RuntimeError("the request of the outer adapter has ended")
         self._update_environ(environ, incoming, outer, request_id)
-        if self.config.response_header:
-            start_response = _StartResponse(
-                start_response, self._header(request_id), outer
-            ).start_response
+        start_response = self._start_response_for_app(start_response, outer, request_id)
         return self.app(environ, start_response)
 
     def _update_environ(
@@ -159,9 +155,17 @@ class RequestIdMiddleware:
         if self.config.update_request_header and request_id is not incoming:
             environ[self._environ_key] = request_id
 
-    def _header(self, request_id: str) -> tuple[str, str, str]:
-        """The response header, and its name lowercased for comparing."""
-        return (self.config.header_name, request_id, self._header_name_lower)
+    def _start_response_for_app(
+        self,
+        start_response: StartResponse,
+        binding: _context.Binding,
+        request_id: str,
+    ) -> StartResponse:
+        """*start_response*, adding the id header; as it is when none is echoed."""
+        if not self.config.response_header:
+            return start_response
+        header = (self.config.header_name, request_id, self._header_name_lower)
+        return _StartResponse(start_response, header, binding).start_response
 
 
 def _scope_mark(scope: object) -> object:
@@ -313,10 +317,10 @@ class _Body:
             getattr(self._iterable, "close", None), self._context, self._binding
         )
 
-    def __del__(self) -> None:
+    def __del__(self, end: Callable[[_context.Binding], None] = _context.end) -> None:
         # A server that drops the body without calling close() (PEP 3333 says
         # it must; asgiref's WsgiToAsgi, django/asgiref#587, does not) still
         # ends the request here: copies of its context stop seeing the id.
-        # The garbage collector may run this in any context, so the binding is
-        # ended as it is, not in the request's context (which may be entered).
-        _context.end(self._binding)
+        # The garbage collector may run this in any context, and at interpreter
+        # shutdown, when module globals are gone: hence ``end`` bound here.
+        end(self._binding)

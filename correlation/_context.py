@@ -121,13 +121,17 @@ def end(binding: Binding) -> None:
         return
     binding.request_id = None
     binding._token = None  # an ended binding keeps no context alive
-    if _BINDING.get() is not binding:
+    # The variable through the token, not the module global: a response body
+    # may be ended by the garbage collector while the interpreter shuts down,
+    # when module globals are already gone.
+    var = token.var
+    if var.get() is not binding:
         # Not current here: ended from outside the context it was begun in,
         # such as the WSGI adapter's own context for a request, which nothing
         # enters again. Every copy reads None through the ended binding.
         return
     try:
-        _BINDING.reset(token)
+        var.reset(token)
     except ValueError:
         # Current here, but in a copy of the context it was begun in: an
         # async generator closed by the loop's finalizer in a new task, say.
