@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from correlation._context import get_request_id
+from correlation import _context
 
 __all__ = ["RequestIdFilter"]
 
@@ -29,6 +29,6 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Add ``request_id`` to *record* unless it already has one; keep it."""
         if "request_id" not in record.__dict__:
-            request_id = get_request_id()
+            request_id = _context.get_request_id()
             record.request_id = "-" if request_id is None else request_id
         return True

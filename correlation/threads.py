@@ -25,8 +25,7 @@ import contextvars
 import functools
 import threading
 
-from correlation import _context
-from correlation._bound import check_plain_function, is_coroutine_function
+from correlation import _bound, _context
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,8 +58,8 @@ def carry(fn: Callable[_P, _R], /) -> Callable[_P, _R]:
 
     .. versionadded:: 0.1
     """
-    check_plain_function(fn, "carry()")
-    if is_coroutine_function(fn):
+    _bound.check_plain_function(fn, "carry()")
+    if _bound.is_coroutine_function(fn):
         raise TypeError(
             f"carry() cannot wrap the coroutine function {fn!r}: its body runs"
             f" when the coroutine is awaited; await it in a task instead, which"

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import itertools
+import pickle
 import re
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from correlation import Config, default_validator, generate_id
+from correlation._config import GENERATOR_SAMPLES, shown
 
 
 def _fail_generator() -> str:
@@ -150,8 +155,8 @@ def test_custom_generator_and_validator_are_accepted() -> None:
     assert config.validator is validator
 
 
-def test_generator_is_called_once_at_construction() -> None:
-    """Construction calls the generator once to check it, and only once."""
+def test_generator_is_sampled_at_construction() -> None:
+    """Construction draws exactly GENERATOR_SAMPLES ids from the generator."""
     calls: list[int] = []
 
     def generator() -> str:
@@ -159,7 +164,7 @@ def test_generator_is_called_once_at_construction() -> None:
         return f"gen-{len(calls)}"
 
     Config(generator=generator)
-    assert calls == [1]
+    assert len(calls) == GENERATOR_SAMPLES
 
 
 # (keyword arguments, exception type, field named, a fragment of the rule,
@@ -332,7 +337,8 @@ def test_construction_errors(
     message = str(info.value)
     assert field in message
     assert rule in message
-    assert repr(given) in message
+    # The value as error messages show it: at most its first 100 characters.
+    assert shown(given) in message
 
 
 def test_generator_error_keeps_the_cause() -> None:
@@ -354,3 +360,145 @@ def test_validator_with_untestable_result_fails_at_construction() -> None:
 
     with pytest.raises(ValueError, match="generator"):
         Config(validator=validator)
+
+
+# --- contract v3: reserved names, quoted values, sampled generators ----------
+
+#: The header names the contract reserves: HTTP, servers or frameworks own them.
+RESERVED = [
+    "Host",
+    "Content-Length",
+    "Content-Type",
+    "Content-Encoding",
+    "Transfer-Encoding",
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Connection",
+    "TE",
+    "Trailer",
+    "Upgrade",
+    "Expect",
+    "Cookie",
+    "Set-Cookie",
+    "Authorization",
+    "Proxy-Authorization",
+    "Location",
+]
+
+
+@pytest.mark.parametrize("name", RESERVED)
+@pytest.mark.parametrize(
+    "spelling", [str, str.lower, str.upper], ids=["as-is", "lower", "upper"]
+)
+def test_reserved_header_names_are_refused(
+    name: str, spelling: Callable[[str], str]
+) -> None:
+    """A header HTTP, the server or the framework own is refused, in any case."""
+    value = spelling(name)
+    with pytest.raises(ValueError, match="header_name") as info:
+        Config(header_name=value)
+    message = str(info.value)
+    assert "own" in message
+    assert repr(value) in message
+
+
+def test_a_huge_header_name_is_quoted_to_100_characters() -> None:
+    """A 300 KB header_name is named in the message by its first 100 characters."""
+    value = "X" * 300_000 + " "
+    with pytest.raises(ValueError, match="header_name") as info:
+        Config(header_name=value)
+    message = str(info.value)
+    assert repr("X" * 100) in message
+    assert "X" * 101 not in message
+    assert len(message) < 500
+
+
+def test_a_huge_generator_output_is_quoted_to_100_characters() -> None:
+    """A generator's runaway output appears in the message cut to 100 characters."""
+    output = "y" * 50_000
+    with pytest.raises(ValueError, match="generator") as info:
+        Config(generator=lambda: output)
+    assert "y" * 101 not in str(info.value)
+    assert len(str(info.value)) < 1000
+
+
+def test_a_huge_repr_is_quoted_to_100_characters() -> None:
+    """A non-callable whose repr is huge is shown by its first 100 characters."""
+
+    class Huge:
+        def __repr__(self) -> str:
+            return "<" + "z" * 10_000 + ">"
+
+    with pytest.raises(TypeError, match="validator") as info:
+        Config(validator=Huge())  # type: ignore[arg-type]
+    assert "z" * 101 not in str(info.value)
+
+
+def test_a_generator_that_fits_only_sometimes_is_caught() -> None:
+    """A generator failing the validator every other call fails construction."""
+    calls = itertools.count()
+
+    def generator() -> str:
+        return "good" if next(calls) % 2 == 0 else "bad,value"
+
+    with pytest.raises(ValueError, match="generator"):
+        Config(generator=generator)
+
+
+def _is_uuid4(value: str) -> bool:
+    """A validator a service on UUID4 ids uses (asgi-correlation-id's defaults)."""
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return False
+    return parsed.version == 4 and parsed.hex == value
+
+
+def test_a_uuid4_validator_accepts_the_default_generator() -> None:
+    """A UUID4-only validator and the built-in generator make a working Config."""
+    config = Config(validator=_is_uuid4)
+    for _ in range(1000):
+        assert _is_uuid4(config.generator())
+
+
+def test_custom_validator_message_asks_for_a_matching_generator() -> None:
+    """With a custom validator, the message says to pass a generator that fits it."""
+    with pytest.raises(ValueError, match="pass a generator") as info:
+        Config(validator=lambda value: value.startswith("svc-"))
+    assert "generator" in str(info.value)
+
+
+def test_precomputed_slots_are_not_fields() -> None:
+    """What the request path reads is no field, repr entry or compared value."""
+    config = Config()
+    assert "_default_rule" not in {f.name for f in dataclasses.fields(Config)}
+    assert "_default_rule" not in repr(config)
+    assert "_default_rule" not in dataclasses.asdict(config)
+    assert config._default_rule is True
+    assert Config(trust_incoming=False)._default_rule is False
+    assert Config(validator=_is_uuid4)._default_rule is False
+    assert config._builtin_generator is True
+    replaced = dataclasses.replace(config, trust_incoming=False)
+    assert replaced._default_rule is False
+
+
+@pytest.mark.parametrize(
+    "duplicate",
+    [
+        pytest.param(copy.copy, id="copy"),
+        pytest.param(copy.deepcopy, id="deepcopy"),
+        pytest.param(lambda c: pickle.loads(pickle.dumps(c)), id="pickle"),
+    ],
+)
+def test_copies_are_working_configs(duplicate: Callable[[Config], Config]) -> None:
+    """A copied or unpickled Config equals the original and is precomputed."""
+    original = Config(header_name="X-Trace-ID", trust_incoming=False)
+    twin = duplicate(original)
+    assert twin == original
+    assert twin._default_rule is False
+    assert twin._builtin_generator is True
+
+
+def test_config_reports_its_public_module() -> None:
+    """Config says it lives in correlation, where users import it from."""
+    assert Config.__module__ == "correlation"

@@ -7,15 +7,17 @@ import re
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hooks_testing import CONSTRUCTION_CALLS
 
 import correlation
 from correlation import Config, default_validator, generate_id
-from correlation._ids import join_header_values, passes_floor, resolve_request_id
+from correlation._ids import join_header_values, passes_floor, resolve
 
 # Where the imported package lives, so a subprocess imports the same code.
 IMPORT_ROOT = str(Path(correlation.__file__).resolve().parent.parent)
@@ -74,7 +76,10 @@ ID_CASES = [
 
 def _sequence_generator(*outputs: object) -> Callable[[], str]:
     """A generator returning *outputs* in turn; an exception instance is raised."""
-    remaining: Iterator[object] = iter(outputs)
+    # The first output answers every sample Config draws at construction.
+    remaining: Iterator[object] = iter(
+        [outputs[0]] * (CONSTRUCTION_CALLS - 1) + list(outputs)
+    )
 
     def generator() -> str:
         output = next(remaining)
@@ -129,7 +134,7 @@ def test_default_rule_is_inside_the_floor(value: str, floor: bool, rule: bool) -
 @pytest.mark.parametrize(("value", "floor", "rule"), ID_CASES)
 def test_resolve_with_default_config(value: str, floor: bool, rule: bool) -> None:
     """With Config() a value is kept if it passes the rule, else replaced."""
-    result = resolve_request_id(Config(), value)
+    result = resolve(Config(), value)
     if rule:
         assert result == value
     else:
@@ -141,7 +146,7 @@ def test_resolve_permissive_validator_is_held_by_floor(
     value: str, floor: bool, rule: bool
 ) -> None:
     """A validator accepting everything still cannot lift the hard floor."""
-    result = resolve_request_id(Config(validator=lambda v: True), value)
+    result = resolve(Config(validator=lambda v: True), value)
     if floor:
         assert result == value
     else:
@@ -159,9 +164,9 @@ def test_validator_only_sees_values_that_passed_the_floor() -> None:
     config = Config(validator=validator)
     seen.clear()  # drop the generator's sample checked at construction
     for value in ["a\r\nb", "a b", "a" * 1025, "", "caf\u00e9"]:
-        _assert_generated(resolve_request_id(config, value), value)
+        _assert_generated(resolve(config, value), value)
     assert seen == []
-    assert resolve_request_id(config, "ok") == "ok"
+    assert resolve(config, "ok") == "ok"
     assert seen == ["ok"]
 
 
@@ -207,7 +212,7 @@ def test_join_gives_the_same_string_for_asgi_and_wsgi_shapes() -> None:
 )
 def test_resolve_joined_header(values: list[str], expected: str | None) -> None:
     """A joined header value is kept when it is one good id, else replaced."""
-    result = resolve_request_id(Config(), join_header_values(values))
+    result = resolve(Config(), join_header_values(values))
     if expected is None:
         _assert_generated(result, None)
     else:
@@ -218,6 +223,29 @@ def test_generate_id_is_32_lowercase_hex() -> None:
     """generate_id returns 32 lowercase hex characters."""
     for _ in range(100):
         assert GENERATED.fullmatch(generate_id())
+
+
+def test_generate_id_is_a_uuid4_in_hex_form() -> None:
+    """Every id is a UUID version 4 with the RFC 4122 variant, as uuid4().hex is."""
+    for _ in range(10_000):
+        value = generate_id()
+        parsed = uuid.UUID(value)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert parsed.hex == value
+
+
+def test_generate_id_keeps_122_random_bits() -> None:
+    """Across many ids, every bit outside version and variant takes both values."""
+    ids = [int(generate_id(), 16) for _ in range(2_000)]
+    fixed = (0xF << 76) | (0x3 << 62)  # version nibble, variant bits
+    ones = 0
+    zeros = 0
+    for value in ids:
+        ones |= value
+        zeros |= ~value
+    varying = ones & zeros & ((1 << 128) - 1)
+    assert varying == ((1 << 128) - 1) & ~fixed
 
 
 def test_generate_id_is_distinct() -> None:
@@ -235,7 +263,7 @@ def test_generated_id_passes_floor_and_default_rule() -> None:
 
 def test_resolve_without_incoming_generates() -> None:
     """No header means a new id from the built-in generator, distinct each time."""
-    ids = {resolve_request_id(Config(), None) for _ in range(1000)}
+    ids = {resolve(Config(), None) for _ in range(1000)}
     assert len(ids) == 1000
     assert all(GENERATED.fullmatch(value) for value in ids)
 
@@ -243,8 +271,8 @@ def test_resolve_without_incoming_generates() -> None:
 def test_resolve_without_incoming_uses_custom_generator() -> None:
     """No header means an id from config.generator."""
     config = Config(generator=_sequence_generator("gen-1", "gen-2", "gen-3"))
-    assert resolve_request_id(config, None) == "gen-2"
-    assert resolve_request_id(config, None) == "gen-3"
+    assert resolve(config, None) == "gen-2"
+    assert resolve(config, None) == "gen-3"
 
 
 @pytest.mark.parametrize(
@@ -258,15 +286,13 @@ def test_resolve_without_incoming_uses_custom_generator() -> None:
 )
 def test_trust_incoming_false_always_generates(incoming: str | None) -> None:
     """trust_incoming=False ignores even a perfectly valid incoming value."""
-    _assert_generated(
-        resolve_request_id(Config(trust_incoming=False), incoming), incoming
-    )
+    _assert_generated(resolve(Config(trust_incoming=False), incoming), incoming)
     config = Config(
         trust_incoming=False,
         generator=_sequence_generator("gen-1", "gen-2"),
         validator=_accept_all,
     )
-    assert resolve_request_id(config, incoming) == "gen-2"
+    assert resolve(config, incoming) == "gen-2"
 
 
 def test_validator_that_raises_counts_as_rejection() -> None:
@@ -278,8 +304,8 @@ def test_validator_that_raises_counts_as_rejection() -> None:
         return True
 
     config = Config(validator=validator)
-    _assert_generated(resolve_request_id(config, "boom-1"), "boom-1")
-    assert resolve_request_id(config, "fine-1") == "fine-1"
+    _assert_generated(resolve(config, "boom-1"), "boom-1")
+    assert resolve(config, "fine-1") == "fine-1"
 
 
 def test_validator_with_untestable_result_counts_as_rejection() -> None:
@@ -293,7 +319,7 @@ def test_validator_with_untestable_result_counts_as_rejection() -> None:
         return value != "odd" or Untestable()  # type: ignore[return-value]
 
     config = Config(validator=validator)
-    _assert_generated(resolve_request_id(config, "odd"), "odd")
+    _assert_generated(resolve(config, "odd"), "odd")
 
 
 @pytest.mark.parametrize(
@@ -314,15 +340,15 @@ def test_validator_with_untestable_result_counts_as_rejection() -> None:
 def test_generator_failing_at_request_time_is_replaced(second: object) -> None:
     """A generator that later raises or fails the floor gives way to the built-in."""
     config = Config(generator=_sequence_generator("gen-1", second, "gen-3"))
-    _assert_generated(resolve_request_id(config, None), None)
+    _assert_generated(resolve(config, None), None)
     # Only that request: the next one uses the configured generator again.
-    assert resolve_request_id(config, None) == "gen-3"
+    assert resolve(config, None) == "gen-3"
 
 
 def test_generator_failing_at_request_time_replaces_a_rejected_value() -> None:
     """A rejected incoming value with a broken generator still gets a built-in id."""
     config = Config(generator=_sequence_generator("gen-1", RuntimeError("broke")))
-    _assert_generated(resolve_request_id(config, "a\r\nb"), "a\r\nb")
+    _assert_generated(resolve(config, "a\r\nb"), "a\r\nb")
 
 
 def test_generator_output_failing_only_the_validator_is_used() -> None:
@@ -331,7 +357,7 @@ def test_generator_output_failing_only_the_validator_is_used() -> None:
         generator=_sequence_generator("first", "not,valid"),
         validator=lambda v: v == "first",
     )
-    assert resolve_request_id(config, None) == "not,valid"
+    assert resolve(config, None) == "not,valid"
 
 
 def _raise_with_value(value: str) -> bool:
@@ -384,7 +410,7 @@ def test_rejected_value_is_never_logged(
     """A rejected value appears in no log record, not even escaped or cut short."""
     config = make_config()
     caplog.set_level(logging.DEBUG, logger="correlation")
-    result = resolve_request_id(config, hostile)
+    result = resolve(config, hostile)
     assert "h0stile" not in result
     records = [r for r in caplog.records if r.name.startswith("correlation")]
     # The replacement is logged, at DEBUG only.

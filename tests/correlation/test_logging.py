@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import correlation
-from correlation._context import bind_request_id, unbind
+from correlation._context import begin, end
 from correlation.logging import RequestIdFilter
 
 # Where the imported package lives, so a subprocess imports the same code.
@@ -75,11 +75,11 @@ def logger_and_stream() -> Iterator[tuple[logging.Logger, io.StringIO]]:
 def test_sets_request_id_inside_a_request() -> None:
     """Inside a bound request, record.request_id is the id."""
     record = _record()
-    binding = bind_request_id("req-1")
+    binding = begin("req-1")
     try:
         assert RequestIdFilter().filter(record)
     finally:
-        unbind(binding)
+        end(binding)
     assert record.__dict__["request_id"] == "req-1"
 
 
@@ -96,12 +96,12 @@ def test_sets_dash_outside_a_request() -> None:
 def test_keeps_request_id_passed_in_extra(bound: bool) -> None:
     """A request_id passed through extra= is kept, inside a request or not."""
     record = _record(request_id="x")
-    binding = bind_request_id("req-1") if bound else None
+    binding = begin("req-1") if bound else None
     try:
         assert RequestIdFilter().filter(record)
     finally:
         if binding is not None:
-            unbind(binding)
+            end(binding)
     assert record.__dict__["request_id"] == "x"
 
 
@@ -111,13 +111,13 @@ def test_keeps_request_id_passed_in_extra(bound: bool) -> None:
 )
 def test_never_drops_a_record(level: int, bound: bool) -> None:
     """filter() returns a truthy value for records of every level."""
-    binding = bind_request_id("req-1") if bound else None
+    binding = begin("req-1") if bound else None
     try:
         assert RequestIdFilter().filter(_record(level))
         assert RequestIdFilter().filter(_record(level, request_id="x"))
     finally:
         if binding is not None:
-            unbind(binding)
+            end(binding)
 
 
 def test_handler_format_inside_and_outside_a_request(
@@ -126,12 +126,12 @@ def test_handler_format_inside_and_outside_a_request(
     """'%(request_id)s %(message)s' renders the id, or '-' outside a request."""
     logger, stream = logger_and_stream
     logger.info("before")
-    binding = bind_request_id("req-42")
+    binding = begin("req-42")
     try:
         logger.debug("during")
         logger.error("kept", extra={"request_id": "explicit"})
     finally:
-        unbind(binding)
+        end(binding)
     logger.critical("after")
     assert stream.getvalue() == "- before\nreq-42 during\nexplicit kept\n- after\n"
 
@@ -142,11 +142,11 @@ def test_handler_filter_covers_child_loggers(
     """On a handler, the filter also stamps records propagated from child loggers."""
     logger, stream = logger_and_stream
     child = logger.getChild("child")
-    binding = bind_request_id("req-child")
+    binding = begin("req-child")
     try:
         child.warning("from child")
     finally:
-        unbind(binding)
+        end(binding)
     assert stream.getvalue() == "req-child from child\n"
 
 
@@ -190,15 +190,15 @@ def test_works_with_dict_config() -> None:
             "root": {"level": "DEBUG", "handlers": ["out"]},
         })
 
-        from correlation._context import bind_request_id, unbind
+        from correlation._context import begin, end
 
         log = logging.getLogger("app")
         log.info("outside")
-        binding = bind_request_id("req-dict")
+        binding = begin("req-dict")
         try:
             log.debug("inside")
         finally:
-            unbind(binding)
+            end(binding)
         """
     )
     assert out == "- INFO outside\nreq-dict DEBUG inside\n"

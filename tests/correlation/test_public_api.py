@@ -3,6 +3,7 @@
 from __future__ import annotations
 import __future__
 
+import importlib
 import types
 from pathlib import Path
 
@@ -12,9 +13,13 @@ import adapters
 import adapters.asgi
 import adapters.wsgi
 import correlation
+import correlation.logging
+import correlation.threads
 
 MODULES = [
     pytest.param(correlation, id="correlation"),
+    pytest.param(correlation.logging, id="correlation.logging"),
+    pytest.param(correlation.threads, id="correlation.threads"),
     pytest.param(adapters.asgi, id="adapters.asgi"),
     pytest.param(adapters.wsgi, id="adapters.wsgi"),
 ]
@@ -29,9 +34,7 @@ def _public_names(module: types.ModuleType) -> list[str]:
     """Names a reader would take as public: not '_'-prefixed, not a module.
 
     ``from __future__ import annotations`` binds ``annotations`` in every module;
-    it is a compiler directive, not API, so it is left out. So is the
-    ``TYPE_CHECKING = False`` constant that stands in for ``typing``'s (whose
-    import would cost more than the module itself).
+    it is a compiler directive, not API, so it is left out.
     """
     names = {
         name
@@ -39,7 +42,6 @@ def _public_names(module: types.ModuleType) -> list[str]:
         if not name.startswith("_")
         and not isinstance(value, types.ModuleType)
         and value is not __future__.annotations
-        and name != "TYPE_CHECKING"
     }
     return sorted(names | LAZY.get(module.__name__, set()))
 
@@ -102,3 +104,77 @@ def test_py_typed_ships_with_the_package(package: types.ModuleType) -> None:
     """A py.typed marker sits next to the package's __init__.py."""
     assert package.__file__ is not None
     assert (Path(package.__file__).parent / "py.typed").is_file()
+
+
+ALL_MODULES = [
+    "correlation",
+    "correlation.logging",
+    "correlation.threads",
+    "correlation._bound",
+    "correlation._config",
+    "correlation._context",
+    "correlation._ids",
+    "adapters",
+    "adapters.asgi",
+    "adapters.wsgi",
+    "adapters._types",
+]
+
+
+@pytest.mark.parametrize("name", ALL_MODULES)
+def test_no_module_keeps_a_typing_only_constant(name: str) -> None:
+    """No module has a TYPE_CHECKING attribute: it exists only for mypy."""
+    module = importlib.import_module(name)
+    assert not hasattr(module, "TYPE_CHECKING")
+
+
+def test_dir_lists_the_public_names_and_lazy_ones() -> None:
+    """dir(correlation) shows Config, the submodules and __all__, nothing private."""
+    listed = dir(correlation)
+    assert {*correlation.__all__, "logging", "threads", "__version__"} <= set(listed)
+    assert "Config" in listed
+    assert [name for name in listed if name.startswith("_")] == ["__version__"]
+
+
+@pytest.mark.parametrize(
+    ("value", "module"),
+    [
+        pytest.param(correlation.Config, "correlation", id="Config"),
+        pytest.param(correlation.get_request_id, "correlation", id="get_request_id"),
+        pytest.param(
+            correlation.bound_request_id, "correlation", id="bound_request_id"
+        ),
+        pytest.param(
+            correlation.default_validator, "correlation", id="default_validator"
+        ),
+        pytest.param(correlation.generate_id, "correlation", id="generate_id"),
+        pytest.param(
+            correlation.logging.RequestIdFilter,
+            "correlation.logging",
+            id="RequestIdFilter",
+        ),
+        pytest.param(correlation.threads.carry, "correlation.threads", id="carry"),
+        pytest.param(
+            correlation.threads.ThreadPoolExecutor,
+            "correlation.threads",
+            id="ThreadPoolExecutor",
+        ),
+        pytest.param(correlation.threads.Thread, "correlation.threads", id="Thread"),
+        pytest.param(
+            adapters.asgi.RequestIdMiddleware, "adapters.asgi", id="asgi-middleware"
+        ),
+        pytest.param(
+            adapters.wsgi.RequestIdMiddleware, "adapters.wsgi", id="wsgi-middleware"
+        ),
+    ],
+)
+def test_exported_objects_report_their_public_module(
+    value: object, module: str
+) -> None:
+    """Each exported object names the module users import it from."""
+    assert getattr(value, "__module__", None) == module
+
+
+def test_threads_exports_its_three_names() -> None:
+    """correlation.threads exports carry, ThreadPoolExecutor and Thread."""
+    assert correlation.threads.__all__ == ["Thread", "ThreadPoolExecutor", "carry"]
