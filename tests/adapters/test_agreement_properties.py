@@ -25,7 +25,7 @@ from wsgi_testing import values_of as wsgi_values
 
 from adapters import asgi, wsgi
 from correlation import Config, default_validator, get_request_id
-from correlation._ids import join_header_values, resolve_request_id
+from correlation._ids import join_header_values, resolve
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -265,7 +265,7 @@ def expected_id(request: Request) -> str:
         incoming = join_header_values(
             [value.decode("latin-1") for value in request.occurrences]
         )
-    return resolve_request_id(request.config(), incoming)
+    return resolve(request.config(), incoming)
 
 
 # --- the properties -------------------------------------------------------------

@@ -18,12 +18,14 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import anyio
 import pytest
 from asgi_testing import (
     HEX32,
     TIMEOUT,
     Headers,
     Recorder,
+    asgi_client,
     communicator,
     counting_generator,
     http_scope,
@@ -35,10 +37,11 @@ from asgi_testing import (
     websocket_scope,
 )
 from asgiref.sync import sync_to_async
+from hooks_testing import AfterConstruction, sequence_generator
 
 from adapters._types import ASGIApp, Message, Receive, Scope, Send
 from adapters.asgi import RequestIdMiddleware
-from correlation import Config, get_request_id
+from correlation import Config, _context, bound_request_id, get_request_id
 
 
 def scripted_receive(messages: Iterable[Message]) -> Receive:
@@ -922,6 +925,190 @@ def test_stacked_inner_with_other_header_echoes_both_with_same_id() -> None:
     assert values_of(app.scopes[0]["headers"], b"x-correlation-id") == [b"abc"]
 
 
+# --- in-process requests of their own --------------------------------------
+
+#: The in-process request's own header, and the id it must get.
+OWN_HEADERS = [
+    pytest.param({"X-Request-ID": "client-1"}, "client-1", id="valid-header"),
+    pytest.param({}, "gen-1", id="no-header"),
+    pytest.param({"X-Request-ID": "bad value"}, "gen-1", id="invalid-header"),
+]
+
+
+class CopyingEndpoint(Endpoint):
+    """An ``Endpoint`` that also copies its context while it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contexts: list[contextvars.Context] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.contexts.append(contextvars.copy_context())
+        await super().__call__(scope, receive, send)
+
+
+async def get_in_process(app: ASGIApp, headers: dict[str, str]) -> list[str]:
+    """GET / on *app* through httpx's ASGI transport, in this very task.
+
+    Returns the response's id headers.
+    """
+    async with asgi_client(app) as client:
+        with anyio.fail_after(TIMEOUT):
+            response = await client.get("/", headers=headers)
+    assert response.status_code == 200
+    assert response.content == b"ok"
+    return response.headers.get_list("X-Request-ID")
+
+
+@pytest.mark.parametrize(("request_headers", "expected"), OWN_HEADERS)
+def test_request_inside_a_bound_request_id_block_is_a_request_of_its_own(
+    request_headers: dict[str, str], expected: str
+) -> None:
+    """An in-process request in a bound_request_id block gets its own id.
+
+    httpx's ASGI transport runs the adapter in the block's own task and
+    context, and the adapter never adopts a block's id: the app sees the
+    client's valid header or a generated id. Afterwards the block's id is
+    current again, and contexts copied during the request read None.
+    """
+    app = CopyingEndpoint()
+    middleware = RequestIdMiddleware(app, config=Config(generator=counting_generator()))
+
+    async def main() -> tuple[list[str], str | None, str | None]:
+        with bound_request_id("block-id"):
+            echoed = await get_in_process(middleware, request_headers)
+            after = get_request_id()
+            copied_after = app.contexts[0].run(get_request_id)
+        return echoed, after, copied_after
+
+    echoed, after, copied_after = asyncio.run(main())
+    assert app.ids == [expected]
+    assert echoed == [expected]
+    assert app.scopes[0]["state"] == {"request_id": expected}
+    assert values_of(app.scopes[0]["headers"], b"x-request-id") == [expected.encode()]
+    assert after == "block-id"
+    assert copied_after is None
+
+
+@pytest.mark.parametrize(("request_headers", "expected"), OWN_HEADERS)
+def test_request_made_inside_an_asgi_request_is_a_request_of_its_own(
+    request_headers: dict[str, str], expected: str
+) -> None:
+    """A request an ASGI app makes in process to a wrapped app gets its own id.
+
+    The inner scope is a new one, without the outer adapter's mark, so the
+    inner adapter chooses the id; the outer request keeps its own throughout.
+    """
+    inner = CopyingEndpoint()
+    inner_app = RequestIdMiddleware(
+        inner, config=Config(generator=counting_generator())
+    )
+    outer_seen: list[str | None] = []
+
+    async def outer_app(scope: Scope, receive: Receive, send: Send) -> None:
+        outer_seen.append(get_request_id())
+        echoed = await get_in_process(inner_app, request_headers)
+        outer_seen.append(get_request_id())
+        await receive()
+        await respond(send, ",".join(echoed).encode("ascii"))
+
+    outer_config = Config(generator=counting_generator("outer"))
+    sent = serve(RequestIdMiddleware(outer_app, config=outer_config), http_scope())
+    assert values_of(response_start(sent)["headers"], b"x-request-id") == [b"outer-1"]
+    assert sent.messages[-1]["body"] == expected.encode("ascii")
+    assert outer_seen == ["outer-1", "outer-1"]
+    assert inner.ids == [expected]
+    assert inner.scopes[0]["state"] == {"request_id": expected}
+    assert inner.contexts[0].run(get_request_id) is None
+
+
+@pytest.mark.parametrize(
+    "app_header",
+    [
+        pytest.param(b"X-Request-ID", id="same-case"),
+        pytest.param(b"x-request-id", id="lowercase"),
+    ],
+)
+def test_stacked_adapters_keep_the_id_header_the_app_set(app_header: bytes) -> None:
+    """Behind two adapters, an id header the app set itself is kept, alone."""
+    seen: list[str | None] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(get_request_id())
+        own = [(b"content-type", b"text/plain"), (app_header, b"app-own")]
+        await send({"type": "http.response.start", "status": 200, "headers": own})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    stacked = RequestIdMiddleware(RequestIdMiddleware(app))
+    sent = serve(stacked, http_scope([(b"x-request-id", b"abc")]))
+    assert seen == ["abc"]
+    assert response_start(sent)["headers"] == [
+        (b"content-type", b"text/plain"),
+        (app_header, b"app-own"),
+    ]
+
+
+#: What the scope's mark names, and the id the request must get: only the
+#: live binding of an adapter, current where the request runs, is followed.
+MARKS = [
+    pytest.param("live-adapter-binding", "outer-id", id="live-adapter-binding"),
+    pytest.param("ended-request", "gen-1", id="ended-request"),
+    pytest.param("other-request-in-flight", "gen-1", id="other-request-in-flight"),
+    pytest.param("unit-of-work", "gen-1", id="unit-of-work"),
+]
+
+
+@pytest.mark.parametrize(("marked", "expected"), MARKS)
+def test_scope_mark_is_followed_only_for_the_live_adapter_binding(
+    marked: str, expected: str
+) -> None:
+    """A mark naming an ended, foreign or non-adapter binding is not followed.
+
+    The first row is what an outer adapter leaves: its live binding, current
+    here, named by the mark. An ended request's mark (a scope kept and
+    replayed), another request's binding, or a ``bound_request_id`` block's
+    (which no adapter adopts) leave this request its own id.
+    """
+    context = contextvars.copy_context()
+    current: _context.Binding | None = None
+    if marked == "ended-request":
+        earlier = Endpoint()
+        serve(RequestIdMiddleware(earlier), http_scope())
+        mark = earlier.scopes[0][_context.MARK_KEY]
+    elif marked == "other-request-in-flight":
+        other = contextvars.copy_context()
+        mark = other.run(_context.begin, "other-id", "asgi")
+        current = context.run(_context.begin, "outer-id", "asgi")
+    else:
+        protocol = "asgi" if marked == "live-adapter-binding" else None
+        current = mark = context.run(_context.begin, "outer-id", protocol)
+    try:
+        app = Endpoint()
+        middleware = RequestIdMiddleware(
+            app, config=Config(generator=counting_generator())
+        )
+        scope = http_scope(**{_context.MARK_KEY: mark})
+        sent = context.run(serve, middleware, scope)
+        assert app.ids == [expected]
+        assert app.scopes[0]["state"] == {"request_id": expected}
+        assert values_of(app.scopes[0]["headers"], b"x-request-id") == [
+            expected.encode()
+        ]
+        start = response_start(sent)
+        assert values_of(start["headers"], b"x-request-id") == [expected.encode()]
+        if current is not None:
+            # Nothing bound over it, nothing ended: it is still current.
+            assert context.run(get_request_id) == "outer-id"
+            assert current.request_id == "outer-id"
+        if marked == "other-request-in-flight":
+            assert other.run(get_request_id) == "other-id"
+    finally:
+        if current is not None:
+            context.run(_context.end, current)
+        if marked == "other-request-in-flight":
+            other.run(_context.end, mark)
+
+
 # --- concurrency and threads ----------------------------------------------
 
 
@@ -1033,39 +1220,20 @@ def test_thread_pool_thread_reused_after_request_sees_none() -> None:
 # --- user hooks failing at request time -----------------------------------
 
 
-class FailsAfterFirstCall:
-    """A hook that behaves at construction time, then breaks on every call."""
-
-    def __init__(self, first_result: Any, error: Exception) -> None:
-        self.first_result = first_result
-        self.error = error
-        self.calls = 0
-
-    def __call__(self, *args: Any) -> Any:
-        self.calls += 1
-        if self.calls == 1:
-            return self.first_result
-        raise self.error
-
-
 def raising_validator() -> Config:
     """A validator that passes the generator check, then raises."""
-    hook = FailsAfterFirstCall(True, ValueError("evil-in-message"))
+    hook = AfterConstruction(True, ValueError("evil-in-message"))
     return Config(validator=hook)
 
 
 def raising_generator() -> Config:
-    """A generator that works once (at construction), then raises."""
-    return Config(generator=FailsAfterFirstCall("gen-0", RuntimeError("broken")))
+    """A generator that works at construction, then raises."""
+    return Config(generator=AfterConstruction("gen-0", RuntimeError("broken")))
 
 
 def floor_failing_generator() -> Config:
-    """A generator that works once, then returns a value below the hard floor."""
-    results = iter(["gen-0", "bad\r\nvalue", "", "x" * 2000])
-
-    def generator() -> str:
-        return next(results, "bad value")
-
+    """A generator that works at construction, then returns values below the floor."""
+    generator = sequence_generator("gen-0", "bad\r\nvalue", "", "x" * 2000)
     return Config(generator=generator, validator=lambda v: True)
 
 

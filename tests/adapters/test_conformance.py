@@ -31,6 +31,7 @@ from asgi_testing import (
     serve,
     values_of,
 )
+from hooks_testing import AfterConstruction
 
 from adapters import asgi, wsgi
 from correlation import Config, get_request_id
@@ -41,8 +42,8 @@ if TYPE_CHECKING:
 
     from adapters._types import Receive, Scope, Send
 
-#: What a counting generator gives the first request: ``gen-0`` is spent when
-#: ``Config`` tries the generator at construction.
+#: What a counting generator gives the first request (``Config``'s
+#: construction samples are all ``gen-0``).
 GEN = "gen-1"
 
 #: A word most hostile values below contain, and no legitimate output does.
@@ -549,20 +550,12 @@ def assert_builtin_id(outcome: Outcome) -> None:
 
 def raising_after_first() -> Callable[[], str]:
     """A generator that works at construction, then raises on every call."""
-    calls = iter(range(1_000))
-
-    def generator() -> str:
-        if next(calls) == 0:
-            return "gen-0"
-        raise RuntimeError("generator broke")
-
-    return generator
+    return AfterConstruction("gen-0", RuntimeError("generator broke"))
 
 
 def returning_after_first(bad: str) -> Callable[[], str]:
     """A generator that works at construction, then returns *bad*."""
-    calls = iter(range(1_000))
-    return lambda: "gen-0" if next(calls) == 0 else bad
+    return AfterConstruction("gen-0", lambda: bad)
 
 
 FAILING_GENERATORS = [

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from hooks_testing import AfterConstruction
 from wsgi_testing import (
     HEX32,
     Capture,
@@ -383,42 +384,27 @@ def test_trust_incoming_false_always_generates(request_headers: HeaderList) -> N
 # --- user hooks failing at request time -----------------------------------
 
 
-class FailingLater:
-    """A generator that works once (Config's construction check), then fails."""
-
-    def __init__(self, failure: Callable[[], str]) -> None:
-        self.calls = 0
-        self.failure = failure
-
-    def __call__(self) -> str:
-        self.calls += 1
-        if self.calls == 1:
-            return "sample-id"
-        return self.failure()
-
-
-def raise_runtime_error() -> str:
-    """A generator body that raises."""
-    raise RuntimeError("generator broke")
+def failing_later(failure: Callable[[], object] | Exception) -> Callable[[], str]:
+    """A generator that passes Config's construction check, then fails."""
+    return AfterConstruction("sample-id", failure)
 
 
 @pytest.mark.parametrize(
     "config",
     [
         pytest.param(
-            Config(generator=FailingLater(raise_runtime_error)), id="generator-raises"
+            Config(generator=failing_later(RuntimeError("generator broke"))),
+            id="generator-raises",
         ),
         pytest.param(
-            Config(generator=FailingLater(lambda: "bad\r\nid")),
+            Config(generator=failing_later(lambda: "bad\r\nid")),
             id="generator-returns-hostile",
         ),
         pytest.param(
-            Config(generator=FailingLater(lambda: "")), id="generator-returns-empty"
+            Config(generator=failing_later(lambda: "")), id="generator-returns-empty"
         ),
         pytest.param(
-            Config(
-                generator=FailingLater(lambda: 42),  # type: ignore[arg-type,return-value]
-            ),
+            Config(generator=failing_later(lambda: 42)),
             id="generator-returns-int",
         ),
     ],

@@ -35,14 +35,16 @@ from wsgi_testing import (
     checked,
     counting_generator,
     environ_key,
+    httpx_client,
     make_environ,
     run_wsgi,
     validated,
     values_of,
+    werkzeug_client,
 )
 
 from adapters.wsgi import RequestIdMiddleware
-from correlation import Config, _context, get_request_id
+from correlation import Config, _context, bound_request_id, get_request_id
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -277,12 +279,14 @@ def test_context_copied_during_request_reads_none_after_close(kind: str) -> None
     """Once close() ran, a context copied while the request ran reads None."""
     copies: list[contextvars.Context] = []
     ids: list[str | None] = []
+    marks: list[object] = []
 
     def copy_now(index: int) -> None:
         copies.append(contextvars.copy_context())
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         copies.append(contextvars.copy_context())
+        marks.append(environ[_context.MARK_KEY])
         start_response("200 OK", [("Content-Type", "text/plain")])
         if kind == "class":
             return RecordingBody(on_chunk=copy_now)
@@ -290,10 +294,13 @@ def test_context_copied_during_request_reads_none_after_close(kind: str) -> None
 
     run_wsgi(wrap(app), make_environ([("X-Request-ID", "abc")]))
     assert len(copies) == (4 if kind == "class" else 1)
+    (mark,) = marks
     for copied in copies:
         assert copied.run(get_request_id) is None
-        # Also not through current_binding(), which adapters look at.
-        assert copied.run(_context.current_binding) is None
+        # Nor would an adapter further in adopt the ended binding, even when
+        # the environ it is handed carries that very binding's mark.
+        assert copied.run(_context.outer_binding, mark) is None
+        assert copied.run(_context.outer_binding, mark, True) is None
 
 
 def test_abandoned_body_leaves_caller_clean_and_collection_ends_request() -> None:
@@ -301,9 +308,12 @@ def test_abandoned_body_leaves_caller_clean_and_collection_ends_request() -> Non
     copies: list[contextvars.Context] = []
     ids: list[str | None] = []
 
+    marks: list[object] = []
+
     # A bare app: both validators fail a test whose body is never closed.
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         copies.append(contextvars.copy_context())
+        marks.append(environ[_context.MARK_KEY])
         start_response("200 OK", [("Content-Type", "text/plain")])
         return generator_body([b"one", b"two", b"three"], ids)
 
@@ -318,7 +328,8 @@ def test_abandoned_body_leaves_caller_clean_and_collection_ends_request() -> Non
     gc.collect()
     assert_unbound()
     assert copied.run(get_request_id) is None
-    assert copied.run(_context.current_binding) is None
+    (mark,) = marks
+    assert copied.run(_context.outer_binding, mark) is None
     assert ids[0] == "abc"
 
 
@@ -913,6 +924,17 @@ def test_stacked_adapters_end_the_request_once_on_close() -> None:
 # --- bindings left in the calling context ---------------------------------
 
 
+#: Who may have bound the id a request finds in its calling context: an ASGI
+#: adapter (whose live binding an unmarked environ would adopt), a WSGI
+#: adapter, or a unit of work (``bound_request_id``, a carried call).
+BINDERS = [
+    pytest.param("asgi", id="asgi-binding"),
+    pytest.param("wsgi", id="wsgi-binding"),
+    pytest.param(None, id="unit-of-work"),
+]
+
+
+@pytest.mark.parametrize("protocol", BINDERS)
 @pytest.mark.parametrize(
     ("request_headers", "trust_incoming", "expected"),
     [
@@ -924,14 +946,17 @@ def test_stacked_adapters_end_the_request_once_on_close() -> None:
     ],
 )
 def test_stale_binding_in_calling_context_never_leaks(
-    request_headers: HeaderList, trust_incoming: bool, expected: str
+    request_headers: HeaderList,
+    trust_incoming: bool,
+    expected: str,
+    protocol: str | None,
 ) -> None:
     """A request started in a copy of an ended request's context gets a fresh id."""
     earlier = contextvars.copy_context()
-    binding = earlier.run(_context.bind_request_id, "stale-id")
+    binding = earlier.run(_context.begin, "stale-id", protocol)
     # The server copies the earlier request's context; then that request ends.
     leftover = earlier.run(contextvars.copy_context)
-    earlier.run(_context.unbind, binding)
+    earlier.run(_context.end, binding)
     assert leftover.run(_context._BINDING.get) is binding
     assert leftover.run(get_request_id) is None
 
@@ -953,6 +978,17 @@ def test_stale_binding_in_calling_context_never_leaks(
 
 
 @pytest.mark.parametrize(
+    "protocol",
+    [
+        # A WSGI request in flight whose app makes an in-process request (a
+        # test client in a view): WSGI middleware pass the environ on, mark
+        # and all, so a fresh environ is a request of its own.
+        pytest.param("wsgi", id="wsgi-request"),
+        # A bound_request_id block or a carried call: never adopted.
+        pytest.param(None, id="unit-of-work"),
+    ],
+)
+@pytest.mark.parametrize(
     ("request_headers", "expected"),
     [
         pytest.param([], "gen-1", id="no-header"),
@@ -961,11 +997,11 @@ def test_stale_binding_in_calling_context_never_leaks(
     ],
 )
 def test_active_binding_of_another_request_is_not_taken_over(
-    request_headers: HeaderList, expected: str
+    request_headers: HeaderList, expected: str, protocol: str | None
 ) -> None:
     """A binding in flight in the calling context is not adopted, nor ended."""
     other = contextvars.copy_context()
-    binding = other.run(_context.bind_request_id, "other-request")
+    binding = other.run(_context.begin, "other-request", protocol)
     try:
         body = RecordingBody()
         app = Endpoint(body=lambda: body)
@@ -981,10 +1017,12 @@ def test_active_binding_of_another_request_is_not_taken_over(
         assert environ["HTTP_X_REQUEST_ID"] == expected
         # The other request still runs, untouched, in the caller's context.
         assert result.caller_ids == ["other-request"] * 6
-        assert other.run(_context.current_binding) is binding
+        assert other.run(_context._BINDING.get) is binding
         assert binding.request_id == "other-request"
+        # The environ carries the inner request's own mark, not the other one.
+        assert environ[_context.MARK_KEY] is not binding
     finally:
-        other.run(_context.unbind, binding)
+        other.run(_context.end, binding)
 
 
 @pytest.mark.parametrize(
@@ -998,7 +1036,7 @@ def test_outer_asgi_adapter_rewriting_the_header_is_agreed_with(
     # What an ASGI adapter in front of asgiref's WsgiToAsgi leaves behind: its
     # binding in the context and the id in the header, nothing in the environ.
     outer = contextvars.copy_context()
-    binding = outer.run(_context.bind_request_id, "outer-id")
+    binding = outer.run(_context.begin, "outer-id", "asgi")
     try:
         body = RecordingBody()
         app = Endpoint(body=lambda: body)
@@ -1012,9 +1050,63 @@ def test_outer_asgi_adapter_rewriting_the_header_is_agreed_with(
         assert result.values("X-Request-ID") == ["outer-id"]
         assert environ[ENVIRON_ID] == "outer-id"
         # The outer adapter owns the request's lifetime: it is still running.
-        assert outer.run(_context.current_binding) is binding
+        assert outer.run(_context._BINDING.get) is binding
+        assert binding.request_id == "outer-id"
+        assert environ[_context.MARK_KEY] is binding
     finally:
-        outer.run(_context.unbind, binding)
+        outer.run(_context.end, binding)
+
+
+@pytest.mark.parametrize(
+    "inner_rewrites",
+    [pytest.param(True, id="inner-rewrites"), pytest.param(False, id="inner-keeps")],
+)
+@pytest.mark.parametrize(
+    "request_headers",
+    [
+        pytest.param([], id="no-header"),
+        pytest.param([("X-Request-ID", "client-value")], id="valid-client-header"),
+        pytest.param([("X-Request-ID", "bad value")], id="invalid-header"),
+        pytest.param([("X-Request-ID", "x" * 2000)], id="too-long-for-the-floor"),
+    ],
+)
+def test_outer_asgi_binding_is_adopted_whatever_the_header_says(
+    request_headers: HeaderList, inner_rewrites: bool
+) -> None:
+    """Behind WsgiToAsgi the live ASGI binding decides, the header left alone.
+
+    What an ASGI adapter with ``update_request_header=False`` in front of
+    asgiref's WsgiToAsgi leaves behind: its binding in the context, the
+    client's own header (or none) in the environ, and no mark. The inner
+    adapter writes what its own config asks for, with the outer id.
+    """
+    outer = contextvars.copy_context()
+    binding = outer.run(_context.begin, "outer-id", "asgi")
+    try:
+        body = RecordingBody()
+        app = Endpoint(body=lambda: body)
+        config = Config(
+            update_request_header=inner_rewrites, generator=counting_generator()
+        )
+        environ = make_environ(request_headers)
+        sent = environ.get("HTTP_X_REQUEST_ID")
+        result = outer.run(run_wsgi, wrap(app, config), environ)
+
+        assert app.request_id == "outer-id"
+        assert body.chunk_ids == ["outer-id"] * 3
+        assert body.close_ids == ["outer-id"]
+        assert result.values("X-Request-ID") == ["outer-id"]
+        assert environ[ENVIRON_ID] == "outer-id"
+        expected_header = "outer-id" if inner_rewrites else sent
+        assert app.snapshot.get("HTTP_X_REQUEST_ID") == expected_header
+        assert environ[_context.MARK_KEY] is binding
+        # The outer adapter owns the request's lifetime: the inner one neither
+        # ended it nor bound anything over it.
+        assert result.caller_ids == ["outer-id"] * 6
+        assert outer.run(_context._BINDING.get) is binding
+        assert binding.request_id == "outer-id"
+    finally:
+        outer.run(_context.end, binding)
 
 
 @pytest.mark.parametrize(
@@ -1029,7 +1121,7 @@ def test_outer_asgi_adapter_marking_its_scope_is_agreed_with(
 ) -> None:
     """Behind a2wsgi, the outer adapter's mark in environ["asgi.scope"] is followed."""
     outer = contextvars.copy_context()
-    binding = outer.run(_context.bind_request_id, "outer-id")
+    binding = outer.run(_context.begin, "outer-id", "asgi")
     try:
         body = RecordingBody()
         app = Endpoint(body=lambda: body)
@@ -1043,26 +1135,148 @@ def test_outer_asgi_adapter_marking_its_scope_is_agreed_with(
         assert body.close_ids == ["outer-id"]
         assert result.values("X-Request-ID") == ["outer-id"]
         assert environ["HTTP_X_REQUEST_ID"] == "outer-id"
-        assert outer.run(_context.current_binding) is binding
+        assert environ[ENVIRON_ID] == "outer-id"
+        assert outer.run(_context._BINDING.get) is binding
+        assert binding.request_id == "outer-id"
     finally:
-        outer.run(_context.unbind, binding)
+        outer.run(_context.end, binding)
 
 
 def test_scope_mark_of_another_binding_is_not_followed() -> None:
-    """An environ["asgi.scope"] mark naming another request's binding is ignored."""
-    elsewhere = contextvars.copy_context().run(_context.bind_request_id, "elsewhere")
+    """An environ["asgi.scope"] mark naming another request's binding is ignored.
+
+    The live binding in the calling context is an ASGI adapter's, which an
+    unmarked environ would adopt (asgiref's bridge): a mark naming another
+    binding says this environ is not that adapter's request.
+    """
+    elsewhere_context = contextvars.copy_context()
+    elsewhere = elsewhere_context.run(_context.begin, "elsewhere", "asgi")
     other = contextvars.copy_context()
-    binding = other.run(_context.bind_request_id, "other-request")
+    binding = other.run(_context.begin, "other-request", "asgi")
     try:
         app = Endpoint(body=RecordingBody)
         scope = {"type": "http", "correlation.binding": elsewhere}
         environ = make_environ([], **{"asgi.scope": scope})
         config = Config(generator=counting_generator())
-        other.run(run_wsgi, wrap(app, config), environ)
+        result = other.run(run_wsgi, wrap(app, config), environ)
         assert app.request_id == "gen-1"
-        assert other.run(_context.current_binding) is binding
+        assert result.values("X-Request-ID") == ["gen-1"]
+        assert environ[ENVIRON_ID] == "gen-1"
+        assert result.caller_ids == ["other-request"] * 6
+        assert other.run(_context._BINDING.get) is binding
+        assert binding.request_id == "other-request"
+        assert elsewhere.request_id == "elsewhere"
     finally:
-        other.run(_context.unbind, binding)
+        other.run(_context.end, binding)
+        elsewhere_context.run(_context.end, elsewhere)
+
+
+# --- in-process requests of their own --------------------------------------
+
+IN_PROCESS_CLIENTS = [
+    pytest.param("werkzeug", id="werkzeug-client"),
+    pytest.param("httpx", id="httpx-wsgi-transport"),
+]
+
+#: The in-process request's own header, and the id it must get.
+OWN_HEADERS = [
+    pytest.param({"X-Request-ID": "client-1"}, "client-1", id="valid-header"),
+    pytest.param({}, "gen-1", id="no-header"),
+    pytest.param({"X-Request-ID": "bad value"}, "gen-1", id="invalid-header"),
+]
+
+
+def get_in_process(
+    client: str, app: WSGIApplication, headers: dict[str, str]
+) -> list[str]:
+    """GET / on *app* in this thread and context; return the response's ids.
+
+    Through werkzeug's test client or httpx's WSGI transport; the body is read
+    and closed before this returns.
+    """
+    if client == "werkzeug":
+        response = werkzeug_client(app).get("/", headers=headers)
+        try:
+            assert response.status_code == 200
+            assert response.get_data() == b"onetwothree"
+            return response.headers.getlist("X-Request-ID")
+        finally:
+            response.close()
+    with httpx_client(app) as http:
+        reply = http.get("/", headers=headers)
+    assert reply.status_code == 200
+    assert reply.content == b"onetwothree"
+    return reply.headers.get_list("X-Request-ID")
+
+
+@pytest.mark.parametrize(("request_headers", "expected"), OWN_HEADERS)
+@pytest.mark.parametrize("client", IN_PROCESS_CLIENTS)
+def test_request_inside_a_bound_request_id_block_is_a_request_of_its_own(
+    client: str, request_headers: dict[str, str], expected: str
+) -> None:
+    """An in-process request in a bound_request_id block gets its own id.
+
+    The adapter never adopts a block's id: the app sees the client's valid
+    header or a generated id. Afterwards the block's id is current again,
+    and contexts copied during the request read None.
+    """
+    copies: list[contextvars.Context] = []
+    body = RecordingBody(
+        on_chunk=lambda index: copies.append(contextvars.copy_context())
+    )
+    app = Endpoint(body=lambda: body)
+    middleware = wrap(app, Config(generator=counting_generator()))
+    with bound_request_id("block-id") as block_id:
+        echoed = get_in_process(client, middleware, request_headers)
+        after = get_request_id()
+        copied_after = [copied.run(get_request_id) for copied in copies]
+    assert get_request_id() is None
+    assert block_id == "block-id"
+    assert after == "block-id"
+    assert app.request_id == expected
+    assert body.chunk_ids == [expected] * 3
+    assert body.close_ids == [expected]
+    assert echoed == [expected]
+    assert app.snapshot[ENVIRON_ID] == expected
+    assert app.snapshot["HTTP_X_REQUEST_ID"] == expected
+    assert copied_after == [None] * 3
+
+
+@pytest.mark.parametrize(("request_headers", "expected"), OWN_HEADERS)
+@pytest.mark.parametrize("client", IN_PROCESS_CLIENTS)
+def test_request_made_inside_a_wsgi_request_is_a_request_of_its_own(
+    client: str, request_headers: dict[str, str], expected: str
+) -> None:
+    """A request a WSGI app makes in process to a wrapped app gets its own id.
+
+    The inner environ is a new one, without the outer request's mark, and
+    the outer binding is a WSGI adapter's, which no adapter adopts from an
+    unmarked environ. The outer request keeps its id throughout.
+    """
+    inner = Endpoint(body=RecordingBody)
+    inner_app = wrap(inner, Config(generator=counting_generator()))
+    outer_seen: list[str | None] = []
+    outer_marks: list[object] = []
+
+    def outer_app(
+        environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        outer_marks.append(environ[_context.MARK_KEY])
+        outer_seen.append(get_request_id())
+        echoed = get_in_process(client, inner_app, request_headers)
+        outer_seen.append(get_request_id())
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [",".join(echoed).encode("ascii")]
+
+    outer_config = Config(generator=counting_generator("outer"))
+    result = run_wsgi(wrap(outer_app, outer_config), make_environ())
+    assert result.values("X-Request-ID") == ["outer-1"]
+    assert outer_seen == ["outer-1", "outer-1"]
+    assert inner.request_id == expected
+    assert result.body == expected.encode("ascii")
+    assert inner.snapshot[ENVIRON_ID] == expected
+    assert inner.snapshot[_context.MARK_KEY] is not outer_marks[0]
+    assert result.caller_ids == [None] * 4
 
 
 # --- concurrency and thread reuse -----------------------------------------

@@ -7,6 +7,12 @@ httpx's ASGI transport drives the stack in process. A small ASGI app between
 the outer adapter and the bridge records the id the ASGI side chose, so each
 test can compare it with what Flask saw and what the client got.
 
+The inner adapter recognises the outer one through a2wsgi's
+``environ["asgi.scope"]``, which holds the outer adapter's mark, or, behind
+asgiref's ``WsgiToAsgi`` (which passes nothing but the headers), as the live
+ASGI binding it runs in. Either way the outermost adapter decides the id, also
+when it leaves the request header alone.
+
 The bridges differ in one way that matters here: a2wsgi calls the body's
 ``close()`` (PEP 3333), asgiref's ``WsgiToAsgi`` does not (django/asgiref#587),
 so Flask's ``call_on_close`` callbacks never run under it.
@@ -31,6 +37,7 @@ from asgi_testing import HEX32, TIMEOUT, asgi_client
 from asgiref.wsgi import WsgiToAsgi
 from flask import Flask, Response, request
 from flask_probe import record_response_ids
+from hooks_testing import counting_generator
 
 from adapters import asgi, wsgi
 from correlation import Config, get_request_id
@@ -279,41 +286,89 @@ def test_inner_adapter_that_trusts_no_client_still_takes_the_outer_id(
 
 # --- the outer adapter leaves the request header alone -------------------------
 
+#: Outer adapters that leave the request header as the client sent it, so the
+#: bridge hands Flask the client's value: only the outer adapter's binding (or,
+#: under a2wsgi, its mark in ``environ["asgi.scope"]``) tells the inner adapter
+#: the id. Their generators make ``outer-N`` ids.
+OUTER_NO_REWRITE = [
+    pytest.param(True, id="outer-trusting"),
+    # A public edge that refuses client ids: an inner adapter that trusts them
+    # must not undo it.
+    pytest.param(False, id="outer-refusing"),
+]
+
+#: Inner adapters, trusting the client and making ``inner-N`` ids: one that
+#: rewrites Flask's request header, and one that leaves it alone.
+INNER_CONFIGS = [
+    pytest.param(True, id="inner-rewrites"),
+    pytest.param(False, id="inner-keeps-header"),
+]
+
+
+def outer_id(trusting: bool, incoming: str | None) -> str:
+    """The id the outer adapter chooses: the valid client value, if it trusts it."""
+    return incoming if trusting and incoming == "client-id-1" else "outer-1"
+
 
 @pytest.mark.parametrize("incoming", INCOMING)
-def test_outer_adapter_without_update_request_header(
-    bridge: Bridge, incoming: str | None
+@pytest.mark.parametrize("inner_rewrites", INNER_CONFIGS)
+@pytest.mark.parametrize("outer_trusting", OUTER_NO_REWRITE)
+def test_outer_adapter_without_update_request_header_decides_the_id(
+    bridge: Bridge, outer_trusting: bool, inner_rewrites: bool, incoming: str | None
 ) -> None:
-    """Without the rewritten header, only a2wsgi lets the adapters agree.
+    """Behind either bridge the outer adapter's id wins, the header left alone.
 
-    a2wsgi passes the ASGI scope on as ``environ["asgi.scope"]``, where the
-    inner adapter finds the outer one's mark, so both agree on every input.
-    asgiref's WsgiToAsgi passes nothing but the headers, and with
-    ``update_request_header=False`` the header is the client's: a valid value
-    is what both adapters choose anyway, but a missing or rejected one makes
-    each generate its own id (the documented limit of that bridge). Flask then
-    sees the inner id and the inner adapter's response header wins.
+    a2wsgi passes the outer adapter's mark in ``environ["asgi.scope"]``;
+    asgiref's WsgiToAsgi passes nothing but the client's headers, and the WSGI
+    adapter adopts the live ASGI binding it runs in. Either way the view, the
+    environ and the response carry the outer id; Flask's request header holds
+    it when the inner adapter rewrites it, else the client's value as sent.
     """
     probe = Probe()
-    stack = make_stack(bridge, probe, Config(update_request_header=False))
-    response = get(stack, "/view", incoming)
+    outer = Config(
+        trust_incoming=outer_trusting,
+        update_request_header=False,
+        generator=counting_generator("outer"),
+    )
+    inner = Config(
+        update_request_header=inner_rewrites, generator=counting_generator("inner")
+    )
+    response = get(make_stack(bridge, probe, outer, inner), "/view", incoming)
     assert response.status_code == 200
-    request_id = response_id(response)
-    assert_final_id(request_id, incoming)
+    expected = outer_id(outer_trusting, incoming)
+    assert response_id(response) == expected
+    assert probe.outer == [expected]
+    # Without the inner rewrite, Flask sees the header as the client sent it.
+    sent = [] if incoming is None else [incoming]
+    headers = [expected] if inner_rewrites else sent
     assert response.json() == {
-        "context": request_id,
-        "headers": [request_id],
-        "environ": request_id,
+        "context": expected,
+        "headers": headers,
+        "environ": expected,
     }
-    (outer,) = probe.outer
-    assert outer is not None
-    if incoming == "client-id-1" or bridge.name == "a2wsgi":
-        assert outer == request_id
-    else:
-        assert HEX32.fullmatch(outer)
-        assert outer != request_id
+    if inner_rewrites and incoming is not None and incoming != expected:
+        assert incoming not in response.text
     (context,) = probe.contexts
     assert context.run(get_request_id) is None
+
+
+@pytest.mark.parametrize("incoming", INCOMING)
+def test_refusing_outer_adapter_decides_the_id_of_streamed_chunks(
+    bridge: Bridge, incoming: str | None
+) -> None:
+    """A refusing outer adapter's id reaches every chunk of a Flask stream."""
+    probe = Probe()
+    outer = Config(
+        trust_incoming=False,
+        update_request_header=False,
+        generator=counting_generator("outer"),
+    )
+    inner = Config(generator=counting_generator("inner"))
+    response = get(make_stack(bridge, probe, outer, inner), "/stream", incoming)
+    assert response.status_code == 200
+    assert response_id(response) == "outer-1"
+    assert probe.outer == ["outer-1"]
+    assert response.text.splitlines() == [f"{index}:outer-1" for index in range(CHUNKS)]
 
 
 # --- concurrency --------------------------------------------------------------
