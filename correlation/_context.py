@@ -158,8 +158,12 @@ def outer_binding(mark: object, bridged: bool = False) -> Binding | None:
     ASGI binding, and a leftover ASGI binding in a copied context meets the
     outermost ASGI adapter first, which binds its own. An environ made inside a
     WSGI request (a test client in a view) is a request of its own, since WSGI
-    middleware pass the environ, mark and all. An ASGI scope always carries the
-    mark from one adapter to the next, so ASGI never needs this.
+    middleware pass the environ, mark and all. The trade-off: a WSGI app called
+    in-process from inside an ASGI request (a test client in an endpoint)
+    cannot be told from one behind ``WsgiToAsgi``, and takes the ASGI request's
+    id; inside a ``bound_request_id`` block it gets its own. An ASGI scope
+    always carries the mark from one adapter to the next, so ASGI never needs
+    this.
     """
     binding = _BINDING.get()
     if binding is None or binding._token is None or binding._protocol is None:
