@@ -65,10 +65,19 @@ def carry(fn: Callable[_P, _R], /) -> Callable[_P, _R]:
             f" when the coroutine is awaited; await it in a task instead, which"
             f" copies the context"
         )
+    return functools.wraps(fn)(_carried(fn))
+
+
+def _carried(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``carry`` without its checks and without copying *fn*'s metadata.
+
+    For the executor and ``Thread``, which take any callable as the standard
+    library's do, and whose wrapped callable nobody sees: the checks and
+    ``functools.wraps`` cost 1.5 us per submit, more than carrying itself.
+    """
     context = contextvars.copy_context()
     request_id = _context.get_request_id()
 
-    @functools.wraps(fn)
     def carried(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         # A fresh copy per call: one Context cannot be entered by two threads
         # at once, and nothing one call sets is seen by the next.
@@ -93,8 +102,10 @@ def _call_bound(
 class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     """A ``concurrent.futures.ThreadPoolExecutor`` whose ``submit`` carries.
 
-    Every callable submitted (``submit``, and so ``map``) is wrapped with
-    ``carry`` when it is submitted. Set it as an event loop's default executor
+    Every callable submitted (``submit``, and so ``map``) is carried as
+    ``carry`` does, from the moment it is submitted; like the standard
+    library's executor it takes any callable. Set it as an event loop's
+    default executor
     so that ``loop.run_in_executor(None, fn)`` carries too::
 
         loop.set_default_executor(ThreadPoolExecutor())
@@ -106,7 +117,7 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         self, fn: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> concurrent.futures.Future[_R]:
         """Schedule ``carry(fn)(*args, **kwargs)``; see ``carry``."""
-        return super().submit(carry(fn), *args, **kwargs)
+        return super().submit(_carried(fn), *args, **kwargs)
 
 
 class Thread(threading.Thread):
@@ -124,7 +135,7 @@ class Thread(threading.Thread):
         """Capture the context and the id, then start the thread."""
         if self.ident is None:  # not started yet; Thread.start refuses a second
             own_run = vars(self).get("run")
-            carried_run = carry(self.run)
+            carried_run = _carried(self.run)
 
             def run() -> None:
                 try:
