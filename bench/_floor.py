@@ -20,7 +20,8 @@ import contextvars
 import typing
 from uuid import uuid4
 
-from correlation import _ids
+from correlation import _context, _ids
+from correlation._config import Config
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -59,6 +60,8 @@ ASGI_DUTIES = {
     " the request header rewritten when the id changed",
     "binding": "a per-request binding, blanked when the request ends",
     "hide": "the id hidden during receive() and the final body send (uvicorn 2167)",
+    "seams": "the same duties through the core's seams: resolve(), begin() and"
+    " end() called, hide()/restore(), a wrapper object for receive and send",
 }
 
 #: The WSGI duties, in the order the rungs add them.
@@ -70,7 +73,12 @@ WSGI_DUTIES = {
     " the request header rewritten when the id changed",
     "context": "a per-request binding set in a copy of the thread's context, the"
     " app run in it (the thread's own context never changes), blanked at the end",
+    "seams": "the same duties through the core's seams: resolve(), begin() and"
+    " end() called, a wrapper object for start_response",
 }
+
+#: The config the ``seams`` rungs resolve with: the defaults, as the benchmark's.
+_CONFIG = Config()
 
 
 def ladder(duties: dict[str, str]) -> list[tuple[str, str, frozenset[str]]]:
@@ -108,6 +116,7 @@ class FloorASGI:
     scope: bool
     binding: bool
     hide: bool
+    seams: bool
 
     def __init__(self, app: WrappedApp, duties: frozenset[str]) -> None:
         self.app = app
@@ -135,6 +144,9 @@ class FloorASGI:
                 if key == _NAME:
                     value = raw
                     break
+        if self.seams:
+            await self._through_seams(scope, headers, value, receive, send)
+            return
         if (
             value is not None
             and self.validate
@@ -209,6 +221,74 @@ class FloorASGI:
                 bound.request_id = None  # type: ignore[attr-defined]
             _VAR.reset(token)
 
+    async def _through_seams(
+        self,
+        scope: Scope,
+        headers: list[tuple[bytes, bytes]],
+        value: bytes | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Every duty, with the id's choice and lifetime left to the core."""
+        incoming = None if value is None else value.decode("latin-1")
+        request_id = _ids.resolve(_CONFIG, incoming)
+        if request_id is incoming and value is not None:
+            raw = value
+            app_headers = headers
+        else:
+            raw = request_id.encode("ascii")
+            app_headers = [*headers, (_NAME, raw)]
+        binding = _context.begin(request_id, "asgi")
+        wrapper = _AsgiWrapper(receive, send, (_NAME, raw))
+        try:
+            scope = dict(scope)
+            scope[_MARKER] = binding
+            scope["headers"] = app_headers
+            state = scope.get("state")
+            if state is None:
+                state = scope["state"] = {}
+            state["request_id"] = request_id
+            await self.app(scope, wrapper.receive, wrapper.send)
+        finally:
+            _context.end(binding)
+
+
+class _AsgiWrapper:
+    """The ``seams`` rung's view of the server's receive and send."""
+
+    __slots__ = ("_header", "_receive", "_send")
+
+    def __init__(self, receive: Receive, send: Send, header: tuple[bytes, bytes]):
+        self._receive = receive
+        self._send = send
+        self._header = header
+
+    async def receive(self) -> Message:
+        token = _context.hide()
+        try:
+            return await self._receive()
+        finally:
+            _context.restore(token)
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            old = message.get("headers") or []
+            for key, _ in old:
+                if len(key) == 12 and (key == _NAME or key.lower() == _NAME):
+                    break
+            else:
+                message = dict(message)
+                message["headers"] = [*old, self._header]
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            token = _context.hide()
+            try:
+                await self._send(message)
+            finally:
+                _context.restore(token)
+            return
+        await self._send(message)
+
 
 class FloorWSGI:
     """The reference WSGI middleware with *duties* added."""
@@ -219,6 +299,7 @@ class FloorWSGI:
     response: bool
     environ: bool
     context: bool
+    seams: bool
 
     def __init__(self, app: WSGIApplication, duties: frozenset[str]) -> None:
         self.app = app
@@ -228,6 +309,8 @@ class FloorWSGI:
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         """Bind the incoming (or a new) id around the app call and echo it."""
+        if self.seams:
+            return self._through_seams(environ, start_response)
         request_id = environ.get(_WSGI_KEY)
         if (
             request_id is not None
@@ -282,3 +365,48 @@ class FloorWSGI:
             # A generator body would need wrapping to run in the context.
             raise TypeError("the floor serves list bodies only")
         return result
+
+    def _through_seams(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Every duty, with the id's choice and lifetime left to the core."""
+        incoming = environ.get(_WSGI_KEY)
+        request_id = _ids.resolve(_CONFIG, incoming)
+        context = contextvars.copy_context()
+        binding = context.run(_context.begin, request_id, "wsgi")
+        environ["correlation.request_id"] = request_id
+        environ[_MARKER] = binding
+        if request_id is not incoming:
+            environ[_WSGI_KEY] = request_id
+        wrapper = _WsgiWrapper(start_response, (_WSGI_NAME, request_id))
+        try:
+            result = context.run(self.app, environ, wrapper.start_response)
+        finally:
+            _context.end(binding)
+        if type(result) not in (list, tuple):
+            raise TypeError("the floor serves list bodies only")
+        return result
+
+
+class _WsgiWrapper:
+    """The ``seams`` rung's ``start_response``, the id header added once."""
+
+    __slots__ = ("_header", "_start_response")
+
+    def __init__(self, start_response: StartResponse, header: tuple[str, str]):
+        self._start_response = start_response
+        self._header = header
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: OptExcInfo | None = None,
+        /,
+    ) -> Callable[[bytes], object]:
+        for key, _ in headers:
+            if key.lower() == "x-request-id":
+                break
+        else:
+            headers = [*headers, self._header]
+        return self._start_response(status, headers, exc_info)

@@ -1,32 +1,34 @@
 """Where our adapters spend their time: each part timed alone, and cProfile.
 
-A hint for optimising, not a target: each component of the adapters' request
-path is called in a tight loop (``timeit``, process time, best of several
-repeats, minus the cost of calling an empty function), and four whole requests
-are profiled with ``cProfile``. The components are reached through the
-adapters' private names; one that has been renamed or removed is reported as
-``n/a`` rather than failing the run.
+A hint for optimising, not a target: each seam of the core that the adapters
+call per request, each public unit of work (a ``bound_request_id`` block, a
+carried call, a carrying executor) and whole requests through the public
+middleware are called in a tight loop (``timeit``, process time, best of
+several repeats, minus the cost of calling an empty function), next to what
+they replace; four whole requests are profiled with ``cProfile``. Only the
+seams and public names are reached, never an adapter's private helper, and a
+component that fails fails the run.
 
     python bench/breakdown.py --out bench/results/breakdown.json
 """
 
 # A benchmark reports to a person on stdout.
-# ruff: noqa: T201
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import concurrent.futures
 import contextlib
-import contextvars
 import cProfile
+import functools
 import io
 import os
 import pstats
 import sys
 import time
 import timeit
-import typing
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -36,10 +38,7 @@ import _machine
 import micro
 
 from adapters import asgi, wsgi
-from correlation import _config, _context, _ids
-
-if typing.TYPE_CHECKING:
-    from adapters._types import Message
+from correlation import _config, _context, _ids, bound_request_id, threads
 
 HERE = Path(__file__).resolve().parent
 VALUE = micro.HEADER_VALUE
@@ -56,133 +55,145 @@ def _ns(function: Callable[[], object], number: int, repeat: int) -> float:
 
 
 def _components() -> dict[str, Callable[[], object]]:
-    """The parts of the request path, each as a zero-argument call."""
+    """The parts of the request path and of units of work, each as one call.
+
+    Only the core's seams (``correlation._context``, ``correlation._ids``) and
+    public names are reached: the adapters' private helpers may change shape
+    at any time, the seams are what every adapter and integration calls.
+    """
     config = _config.Config()
-    raw = VALUE.encode()
-    headers = [*micro._ASGI_HEADERS, (b"x-request-id", raw)]
-    scope = {**micro._ASGI_SCOPE, "headers": headers, "state": {}}
-    name = b"x-request-id"
-    header = (name, raw)
+    dashed = str(uuid.UUID(VALUE))
 
-    def scan_headers() -> object:
-        # The shape of the ASGI adapter's loop: every header, the length
-        # first, lowercased only when it matches and the bytes differ.
-        found = None
-        name_len = len(name)
-        for item in headers:
-            key = item[0]
-            if len(key) == name_len and (key == name or key.lower() == name):
-                found = item
-        return found
-
-    def bind_unbind() -> None:
-        # As the ASGI adapter does it: _context.bind and unbind, inlined.
-        request = asgi._Request()
-        request.request_id = VALUE
-        request._token = _context.set_binding(request)
-        request.request_id = None
-        _context.reset_binding(request._token)
+    def begin_end() -> None:
+        _context.end(_context.begin(VALUE, "asgi"))
 
     def hide_restore() -> None:
-        _context.reset_binding(_context.set_binding(None))
+        _context.restore(_context.hide())
 
-    async def send(message: Message) -> None:
+    def block_with_value() -> None:
+        with bound_request_id(VALUE):
+            pass
+
+    def block_generated() -> None:
+        with bound_request_id():
+            pass
+
+    def empty_block() -> None:
+        with contextlib.nullcontext():
+            pass
+
+    def plain() -> None:
         return None
 
-    start: Message = {
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")],
-    }
-    last: Message = {"type": "http.response.body", "body": b"ok"}
-    owner = asgi._Request()
-    owner.send_ = send
-    owner.header = header
-
-    def send_start() -> None:
-        owner.send(start).close()  # type: ignore[attr-defined]
-
-    def send_last() -> None:
-        # The final body: a coroutine that hides the id around the server's.
-        coroutine = owner.send(last)
-        with contextlib.suppress(StopIteration):
-            coroutine.send(None)  # type: ignore[attr-defined]
-
-    start_response = micro._start_response
-    wsgi_request = wsgi._Request()
-    wsgi_request.start_response_ = start_response
-    wsgi_request.header = ("X-Request-ID", VALUE)
-    wsgi_request.name_lower = "x-request-id"
-    wsgi_headers = [("Content-Type", "text/plain"), ("Content-Length", "2")]
-    environ = dict(micro._WSGI_ENVIRON)
-    body = [b"ok"]
-
-    def body_one_chunk() -> None:
-        request = wsgi._Request()
-        request.request_id = VALUE
-        context = contextvars.copy_context()
-        context.run(_context.set_binding, request)
-        wrapped = wsgi._Body(body, iter(body), context, request)
-        for _chunk in wrapped:
-            pass
-        wrapped.close()
+    decorated = bound_request_id()(plain)
+    with bound_request_id(VALUE):
+        carried = threads.carry(plain)
 
     return {
-        "ASGI: scan 6 request headers (the adapter's loop shape)": scan_headers,
-        "ASGI: scope.copy()": scope.copy,
-        "ASGI: default_accepts_bytes(raw value)": lambda: _ids.default_accepts_bytes(
-            raw
+        "core: resolve(config, 32-hex value), the fast path": lambda: _ids.resolve(
+            config, VALUE
         ),
-        "ASGI: raw value .decode('ascii')": lambda: raw.decode("ascii"),
-        "core: join_header_values([value])": lambda: _ids.join_header_values([VALUE]),
-        "core: passes_floor(value)": lambda: _ids.passes_floor(VALUE),
-        "core: default_validator(value)": lambda: _ids.default_validator(VALUE),
-        "core: resolve_request_id(config, value), whole pipeline": lambda: (
-            _ids.resolve_request_id(config, VALUE)
+        "core: resolve(config, UUID with dashes)": lambda: _ids.resolve(config, dashed),
+        "core: resolve(config, 'a b'), rejected, generates": lambda: _ids.resolve(
+            config, "a b"
         ),
-        "core: resolve_request_id(config, None), generates": lambda: (
-            _ids.resolve_request_id(config, None)
-        ),
+        "core: resolve(config, None), generates": lambda: _ids.resolve(config, None),
         "core: generate_id() (batched os.urandom)": _ids.generate_id,
         "for comparison: os.urandom(16).hex()": lambda: os.urandom(16).hex(),
         "for comparison: uuid.uuid4().hex": lambda: uuid.uuid4().hex,
-        "core: current_binding()": _context.current_binding,
-        "ASGI: _Request() + bind + unbind": bind_unbind,
-        "core: hide the id and restore it (set_binding/reset_binding)": hide_restore,
-        "ASGI: _Request.send(start), header added": send_start,
-        "ASGI: _Request.send(final body), id hidden": send_last,
-        "WSGI: _Request.start_response, 2 headers": lambda: wsgi_request.start_response(
-            "200 OK", wsgi_headers
+        "core: begin + end": begin_end,
+        "core: outer_binding(None, True), nothing bound": lambda: (
+            _context.outer_binding(None, True)
         ),
-        "WSGI: _is_file_wrapper(environ, body)": lambda: wsgi._is_file_wrapper(
-            environ, body
-        ),
-        "WSGI: copy_context() + bind in it + _Body over 1 chunk, iterate, close": (
-            body_one_chunk
-        ),
+        "core: hide + restore": hide_restore,
+        "core: join_header_values([value])": lambda: _ids.join_header_values([VALUE]),
+        "core: passes_floor(value)": lambda: _ids.passes_floor(VALUE),
+        "core: default_validator(value)": lambda: _ids.default_validator(VALUE),
+        "for comparison: an empty with block (contextlib.nullcontext)": empty_block,
+        "public: with bound_request_id(value): pass": block_with_value,
+        "public: with bound_request_id(): pass (generates)": block_generated,
+        "for comparison: a plain call": plain,
+        "public: a @bound_request_id() function's call": decorated,
+        "public: a carried call (carry(fn)())": carried,
     }
+
+
+def _executor_components() -> dict[str, Callable[[], object]]:
+    """One warm worker each: a plain submit, and the toolkit's carrying one."""
+    stock = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    ours = threads.ThreadPoolExecutor(max_workers=1)
+    atexit.register(stock.shutdown)
+    atexit.register(ours.shutdown)
+
+    def plain() -> None:
+        return None
+
+    def stock_submit() -> None:
+        stock.submit(plain).result()
+
+    def ours_submit() -> None:
+        with bound_request_id(VALUE):
+            ours.submit(plain).result()
+
+    def stock_submit_in_block() -> None:
+        with bound_request_id(VALUE):
+            stock.submit(plain).result()
+
+    return {
+        "for comparison: concurrent.futures submit(fn).result(), in a block": (
+            stock_submit_in_block
+        ),
+        "public: threads.ThreadPoolExecutor submit(fn).result(), in a block": (
+            ours_submit
+        ),
+        "for comparison: concurrent.futures submit(fn).result()": stock_submit,
+    }
+
+
+def _requests() -> dict[str, Callable[[], object]]:
+    """Whole requests through the public middleware, bare apps, one each."""
+    loop = asyncio.new_event_loop()
+    atexit.register(loop.close)
+    parts: dict[str, Callable[[], object]] = {}
+    for header in (True, False):
+        kind = "header" if header else "generated"
+        bare = micro._AsgiDriver(loop, _apps.asgi_bare, header=header)
+        ours = micro._AsgiDriver(
+            loop, asgi.RequestIdMiddleware(_apps.asgi_bare), header=header
+        )
+        parts[f"for comparison: ASGI bare app, {kind}"] = functools.partial(bare.run, 1)
+        parts[f"ASGI: a request through the middleware, {kind}"] = functools.partial(
+            ours.run, 1
+        )
+        wsgi_bare = micro._WsgiDriver(_apps.wsgi_bare, header=header)
+        wsgi_ours = micro._WsgiDriver(
+            wsgi.RequestIdMiddleware(_apps.wsgi_bare), header=header
+        )
+        parts[f"for comparison: WSGI bare app, {kind}"] = functools.partial(
+            wsgi_bare.run, 1
+        )
+        parts[f"WSGI: a request through the middleware, {kind}"] = functools.partial(
+            wsgi_ours.run, 1
+        )
+    return parts
 
 
 def _empty() -> None:
     return None
 
 
-def components(number: int, repeat: int) -> dict[str, float | None]:
-    """Time each component; ``None`` for one the adapters no longer have."""
+def components(number: int, repeat: int) -> dict[str, float]:
+    """Time each component, in ns per call less an empty call's.
+
+    A component that fails makes the step fail: a renamed seam must be
+    noticed, not reported as missing.
+    """
     baseline = _ns(_empty, number, repeat)
-    results: dict[str, float | None] = {}
-    try:
-        parts = _components()
-    except (AttributeError, TypeError) as exc:
-        print(f"  breakdown: private names changed ({exc}); components skipped")
-        return results
-    for name, function in parts.items():
-        try:
-            results[name] = max(0.0, _ns(function, number, repeat) - baseline)
-        except Exception as exc:  # a renamed private helper, say
-            print(f"  breakdown: {name}: {exc!r}")
-            results[name] = None
-    return results
+    parts = {**_components(), **_executor_components(), **_requests()}
+    return {
+        name: max(0.0, _ns(function, number, repeat) - baseline)
+        for name, function in parts.items()
+    }
 
 
 def _profile(run: Callable[[int], None], loops: int) -> str:

@@ -2,7 +2,7 @@
 
     python bench/hostile_scaling.py [--min-time SECONDS] [--repeat N]
 
-Times the core pipeline (``join_header_values`` then ``resolve_request_id``)
+Times the core pipeline (``join_header_values`` then ``resolve``)
 and both adapters, served in process, for hostile id headers of growing size:
 many duplicate headers, and one long value (plain, comma-dense, CR/LF-dense).
 For each series it prints the time per request relative to the smallest size
@@ -24,7 +24,7 @@ from wsgiref.util import setup_testing_defaults
 
 from adapters import asgi, wsgi
 from correlation import Config
-from correlation._ids import join_header_values, resolve_request_id
+from correlation._ids import join_header_values, resolve
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -66,7 +66,7 @@ def core_request(occurrences: list[bytes]) -> Callable[[], object]:
     values = [value.decode("latin-1") for value in occurrences]
 
     def run() -> object:
-        return resolve_request_id(CONFIG, join_header_values(values))
+        return resolve(CONFIG, join_header_values(values))
 
     return run
 

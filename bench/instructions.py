@@ -42,14 +42,15 @@ from pathlib import Path
 import _apps
 import _floor
 import _machine
+import _units
 from _harness import Case
 
 HERE = Path(__file__).resolve().parent
-GROUPS = ("asgi", "wsgi", "flask", "django")
+GROUPS = ("asgi", "wsgi", "flask", "django", "units")
 
 #: Requests served in the two runs of a row, per group: the framework rows
 #: cost ten times more per request, so they serve ten times fewer.
-COUNTS = {"asgi": (2000, 12000), "wsgi": (2000, 12000)}
+COUNTS = {"asgi": (2000, 12000), "wsgi": (2000, 12000), "units": (2000, 12000)}
 FRAMEWORK_COUNTS = (200, 1200)
 
 #: The groups that also count the rungs of ``_floor.py``, and their duties.
@@ -85,6 +86,7 @@ def child(group: str, name: str, loops: int) -> None:
         "wsgi": lambda: micro.build_wsgi() + floor_cases("wsgi", loop),
         "flask": micro.build_flask,
         "django": micro.build_django,
+        "units": _units.build_units,
     }
     (case,) = [case for case in builders[group]() if case.name == name]
     if case.before is not None:
@@ -123,6 +125,8 @@ def _row_names(group: str) -> list[str]:
     """The names of *group*'s rows that ``micro.py`` measures, streams left out."""
     import micro
 
+    if group == "units":
+        return [f"units/{name}/call" for name in _units.ROWS]
     variants = [variant for variant, _ in micro._variants()]
     candidates = {
         "asgi": ["bare", "reference", "ours", "asgi-correlation-id"],

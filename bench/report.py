@@ -573,16 +573,15 @@ def render_e2e_instructions(data: Row) -> str:
 def render_breakdown(data: Row) -> str:
     """Where our adapters spend their time, component by component."""
     lines = [
-        "## Profile hint: our adapters' parts, timed alone",
+        "## Profile hint: the core's seams and units of work, timed alone",
         "",
-        f"Measured {data['machine']['date']}.",
+        f"Measured {data['machine']['date']}. CPU time per call, less an empty"
+        " call's; each line marked 'for comparison' is what the line after it"
+        " replaces or adds to.",
         "",
         *_table(
             ["component", "ns per call"],
-            [
-                [name, "n/a" if ns is None else _fmt(ns, 0)]
-                for name, ns in data["components"].items()
-            ],
+            [[name, _fmt(ns, 0)] for name, ns in data["components"].items()],
         ),
         "",
     ]
@@ -606,6 +605,45 @@ def instructions_overhead(data: Row, group: str, candidate: str, variant: str) -
     if row is None or bare is None:
         return math.nan
     return float(row["per_request"] - bare["per_request"])
+
+
+#: The ``units`` rows (``_units.py``), what each runs, in report order. A copy,
+#: so that the report needs no import of the project.
+UNITS = {
+    "bare": "a plain call of an empty function",
+    "empty-with": "the call inside an empty with block (contextlib.nullcontext)",
+    "bound_request_id": "the call inside with bound_request_id(value)",
+    "bound_request_id-generated": "the call inside with bound_request_id()",
+    "decorated": "a call of a @bound_request_id() function",
+    "carried": "a call of carry(fn), carried from a block",
+    "plain-submit": "concurrent.futures submit(fn).result(), one warm worker",
+    "carried-submit": "threads.ThreadPoolExecutor submit(fn).result(), in a block",
+}
+
+
+def _render_units(rows: dict[str, typing.Any]) -> list[str]:
+    """The ``units`` group: what a block, a carried call and a submit add."""
+    if "units/bare/call" not in rows:
+        return []
+    bare = rows["units/bare/call"]["per_request"]
+    table = [
+        [
+            f"{name}: {what}",
+            f"{rows[key]['per_request']:,.0f}",
+            f"{rows[key]['per_request'] - bare:,.0f}",
+        ]
+        for name, what in UNITS.items()
+        if (key := f"units/{name}/call") in rows
+    ]
+    return [
+        "### Units of work outside requests",
+        "",
+        "Each row runs one unit of work around an empty function; the last"
+        " column is what it adds to the plain call.",
+        "",
+        *_table(["row", "instructions/unit", "added to the plain call"], table),
+        "",
+    ]
 
 
 def render_instructions(data: Row) -> str:
@@ -664,6 +702,7 @@ def render_instructions(data: Row) -> str:
             ),
             "",
         ]
+    lines += _render_units(rows)
     checks = []
     for target in MICRO_TARGETS:
         ratio = _divide(
