@@ -323,4 +323,6 @@ class _Body:
         # ends the request here: copies of its context stop seeing the id.
         # The garbage collector may run this in any context, and at interpreter
         # shutdown, when module globals are gone: hence ``end`` bound here.
-        end(self._binding)
+        # Closed bodies, the common case, have ended already: no call at all.
+        if self._binding.request_id is not None:
+            end(self._binding)
