@@ -38,7 +38,6 @@ all at once: an id never outlives its unit of work.
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
-from functools import partial
 
 __all__ = [
     "MARK_KEY",
@@ -173,15 +172,17 @@ def outer_binding(mark: object, bridged: bool = False) -> Binding | None:
     return None
 
 
-#: ``hide() -> token``: hide the id in this context until ``restore(token)``,
-#: so ``get_request_id()`` is ``None``. Adapters hide it while the server's own
-#: code runs on the request's behalf and may copy the context for later (see
-#: ``adapters.asgi``). Both are the ContextVar's own methods, not Python
-#: functions: they run on every response, and a Python frame each would add
-#: about 900 instructions per request (callgrind, ASGI), 3.5 % of the
-#: adapter's overhead.
-hide = partial(_BINDING.set, None)
-#: ``restore(token)``: show again what ``hide`` hid; call it in the same context.
+def hide() -> Token[Binding | None]:
+    """Hide the id in this context until ``restore``: ``get_request_id()`` is None.
+
+    Adapters hide it while the server's own code runs on the request's behalf
+    and may copy the context for later (see ``adapters.asgi``).
+    """
+    return _BINDING.set(None)
+
+
+#: ``restore(token)``: show again what ``hide`` hid; call it in the same
+#: context. It is the ContextVar's own ``reset`` under the seam's name.
 restore = _BINDING.reset
 
 

@@ -160,10 +160,14 @@ def resolve(config: Config, incoming: str | None) -> str:
     """
     if incoming is not None and config.trust_incoming:
         if config._default_rule and incoming.isascii():
-            # The default rule, checked on the bytes: ``bytes.isalnum`` (a hex
-            # or other alphanumeric id, this package's own among them) decides
-            # most requests, and costs a fifth of ``str.isalnum``. The rule
-            # implies the hard floor and leaves the list rule nothing to strip.
+            # The default rule's fast path: checked on the bytes, where
+            # ``bytes.isalnum`` (a hex or other alphanumeric id, this
+            # package's own among them) decides most requests at a fifth of
+            # ``str.isalnum``'s cost. The rule implies the hard floor and
+            # leaves the list rule nothing to strip, so the rest of the
+            # pipeline is skipped: 5,300 instructions per request with a
+            # valid header (callgrind, both adapters; 16 % of the ASGI
+            # adapter's overhead, 29 % of the WSGI one's).
             value = incoming.encode()
             if value.isalnum():
                 if len(value) <= MAX_DEFAULT_LENGTH:
