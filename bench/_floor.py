@@ -5,9 +5,23 @@ middleware can do. The contract asks for more, and each duty has a price in
 any implementation. These middlewares are the reference with duties added
 cumulatively, each duty written the cheapest way we know, inline, with no
 abstraction and no hardening beyond what the benchmark's requests need. The
-last rung does everything the adapter does on the benchmark's requests; its
-overhead is the floor the adapter's own is compared with (``instructions.py``
-counts every rung).
+last inline rung (``floor+hide`` for ASGI, ``floor+context`` for WSGI) does
+everything the adapter does on the benchmark's requests; its overhead is the
+floor the adapter's own is compared with (``instructions.py`` counts every
+rung).
+
+The ``seams`` rung after it does the same duties the way the adapters do:
+the id chosen by ``correlation._ids.resolve(config, incoming)`` (the default
+rule's fast path inside), its lifetime owned by ``correlation._context.begin``
+and ``end``, the id hidden (ASGI) with ``hide()`` and ``restore()``, and
+``receive``/``send`` (or ``start_response``) methods of a per-request wrapper
+object instead of closures. It is inline in ``__call__``
+like the adapter's own code, so its difference from the rung above is the
+price of calling the core's seams rather than inlining them: what the
+design, one owner of the id's choice and lifetime for every adapter and unit
+of work, costs over the cheapest inline floor. The adapter's own overhead
+above the ``seams`` rung is then what its hardening costs (stacking,
+repeated headers, one-shot iterables, WebSocket, generator bodies, errors).
 
 Which duties are on is read from attributes per request, and the structure
 that allows each duty costs a little even when it is off: the ``floor`` rung,
@@ -60,8 +74,9 @@ ASGI_DUTIES = {
     " the request header rewritten when the id changed",
     "binding": "a per-request binding, blanked when the request ends",
     "hide": "the id hidden during receive() and the final body send (uvicorn 2167)",
-    "seams": "the same duties through the core's seams: resolve(), begin() and"
-    " end() called, hide()/restore(), a wrapper object for receive and send",
+    "seams": "no new duty: the same ones through the core's seams instead of"
+    " inline, resolve(), begin(), end(), hide() and restore() called,"
+    " receive and send methods of a per-request object, not closures",
 }
 
 #: The WSGI duties, in the order the rungs add them.
@@ -73,8 +88,9 @@ WSGI_DUTIES = {
     " the request header rewritten when the id changed",
     "context": "a per-request binding set in a copy of the thread's context, the"
     " app run in it (the thread's own context never changes), blanked at the end",
-    "seams": "the same duties through the core's seams: resolve(), begin() and"
-    " end() called, a wrapper object for start_response",
+    "seams": "no new duty: the same ones through the core's seams instead of"
+    " inline, resolve(), begin() and end() called, start_response a method"
+    " of a per-request object, not a closure",
 }
 
 #: The config the ``seams`` rungs resolve with: the defaults, as the benchmark's.
@@ -145,7 +161,28 @@ class FloorASGI:
                     value = raw
                     break
         if self.seams:
-            await self._through_seams(scope, headers, value, receive, send)
+            # Inline, as the adapter is: a helper coroutine would add its own
+            # frame to what the rung measures.
+            incoming = None if value is None else value.decode("latin-1")
+            request_id = _ids.resolve(_CONFIG, incoming)
+            if request_id is incoming and value is not None:
+                app_headers = headers
+            else:
+                value = request_id.encode("ascii")
+                app_headers = [*headers, (_NAME, value)]
+            binding = _context.begin(request_id, "asgi")
+            wrapper = _AsgiWrapper(receive, send, (_NAME, value))
+            try:
+                scope = dict(scope)
+                scope[_MARKER] = binding
+                scope["headers"] = app_headers
+                state = scope.get("state")
+                if state is None:
+                    state = scope["state"] = {}
+                state["request_id"] = request_id
+                await self.app(scope, wrapper.receive, wrapper.send)
+            finally:
+                _context.end(binding)
             return
         if (
             value is not None
@@ -221,37 +258,6 @@ class FloorASGI:
                 bound.request_id = None  # type: ignore[attr-defined]
             _VAR.reset(token)
 
-    async def _through_seams(
-        self,
-        scope: Scope,
-        headers: list[tuple[bytes, bytes]],
-        value: bytes | None,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        """Every duty, with the id's choice and lifetime left to the core."""
-        incoming = None if value is None else value.decode("latin-1")
-        request_id = _ids.resolve(_CONFIG, incoming)
-        if request_id is incoming and value is not None:
-            raw = value
-            app_headers = headers
-        else:
-            raw = request_id.encode("ascii")
-            app_headers = [*headers, (_NAME, raw)]
-        binding = _context.begin(request_id, "asgi")
-        wrapper = _AsgiWrapper(receive, send, (_NAME, raw))
-        try:
-            scope = dict(scope)
-            scope[_MARKER] = binding
-            scope["headers"] = app_headers
-            state = scope.get("state")
-            if state is None:
-                state = scope["state"] = {}
-            state["request_id"] = request_id
-            await self.app(scope, wrapper.receive, wrapper.send)
-        finally:
-            _context.end(binding)
-
 
 class _AsgiWrapper:
     """The ``seams`` rung's view of the server's receive and send."""
@@ -310,7 +316,23 @@ class FloorWSGI:
     ) -> Iterable[bytes]:
         """Bind the incoming (or a new) id around the app call and echo it."""
         if self.seams:
-            return self._through_seams(environ, start_response)
+            # Inline, as the adapter's choice and binding are.
+            incoming = environ.get(_WSGI_KEY)
+            chosen = _ids.resolve(_CONFIG, incoming)
+            context = contextvars.copy_context()
+            binding = context.run(_context.begin, chosen, "wsgi")
+            environ["correlation.request_id"] = chosen
+            environ[_MARKER] = binding
+            if chosen is not incoming:
+                environ[_WSGI_KEY] = chosen
+            wrapper = _WsgiWrapper(start_response, (_WSGI_NAME, chosen))
+            try:
+                result = context.run(self.app, environ, wrapper.start_response)
+            finally:
+                _context.end(binding)
+            if type(result) not in (list, tuple):
+                raise TypeError("the floor serves list bodies only")
+            return result
         request_id = environ.get(_WSGI_KEY)
         if (
             request_id is not None
@@ -363,27 +385,6 @@ class FloorWSGI:
             bound.request_id = None  # type: ignore[attr-defined]
         if type(result) not in (list, tuple):
             # A generator body would need wrapping to run in the context.
-            raise TypeError("the floor serves list bodies only")
-        return result
-
-    def _through_seams(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
-        """Every duty, with the id's choice and lifetime left to the core."""
-        incoming = environ.get(_WSGI_KEY)
-        request_id = _ids.resolve(_CONFIG, incoming)
-        context = contextvars.copy_context()
-        binding = context.run(_context.begin, request_id, "wsgi")
-        environ["correlation.request_id"] = request_id
-        environ[_MARKER] = binding
-        if request_id is not incoming:
-            environ[_WSGI_KEY] = request_id
-        wrapper = _WsgiWrapper(start_response, (_WSGI_NAME, request_id))
-        try:
-            result = context.run(self.app, environ, wrapper.start_response)
-        finally:
-            _context.end(binding)
-        if type(result) not in (list, tuple):
             raise TypeError("the floor serves list bodies only")
         return result
 

@@ -4,8 +4,8 @@ A hint for optimising, not a target: each seam of the core that the adapters
 call per request, each public unit of work (a ``bound_request_id`` block, a
 carried call, a carrying executor) and whole requests through the public
 middleware are called in a tight loop (``timeit``, process time, best of
-several repeats, minus the cost of calling an empty function), next to what
-they replace; four whole requests are profiled with ``cProfile``. Only the
+several repeats, minus the cost of calling an empty function), after what
+they replace or add to; four whole requests are profiled with ``cProfile``. Only the
 seams and public names are reached, never an adapter's private helper, and a
 component that fails fails the run.
 
@@ -98,9 +98,9 @@ def _components() -> dict[str, Callable[[], object]]:
             config, "a b"
         ),
         "core: resolve(config, None), generates": lambda: _ids.resolve(config, None),
-        "core: generate_id() (batched os.urandom)": _ids.generate_id,
-        "for comparison: os.urandom(16).hex()": lambda: os.urandom(16).hex(),
         "for comparison: uuid.uuid4().hex": lambda: uuid.uuid4().hex,
+        "for comparison: os.urandom(16).hex()": lambda: os.urandom(16).hex(),
+        "core: generate_id() (batched os.urandom)": _ids.generate_id,
         "core: begin + end": begin_end,
         "core: outer_binding(None, True), nothing bound": lambda: (
             _context.outer_binding(None, True)
@@ -119,7 +119,12 @@ def _components() -> dict[str, Callable[[], object]]:
 
 
 def _executor_components() -> dict[str, Callable[[], object]]:
-    """One warm worker each: a plain submit, and the toolkit's carrying one."""
+    """One warm worker each: a plain submit, and the toolkit's carrying one.
+
+    Both in a ``bound_request_id`` block, so that the difference is what
+    carrying adds per submit. Build and time them inside
+    ``_machine.one_cpu()``: the workers start here, on the caller's CPU.
+    """
     stock = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     ours = threads.ThreadPoolExecutor(max_workers=1)
     atexit.register(stock.shutdown)
@@ -128,25 +133,24 @@ def _executor_components() -> dict[str, Callable[[], object]]:
     def plain() -> None:
         return None
 
+    stock.submit(plain).result()
+    ours.submit(plain).result()
+
     def stock_submit() -> None:
-        stock.submit(plain).result()
+        with bound_request_id(VALUE):
+            stock.submit(plain).result()
 
     def ours_submit() -> None:
         with bound_request_id(VALUE):
             ours.submit(plain).result()
 
-    def stock_submit_in_block() -> None:
-        with bound_request_id(VALUE):
-            stock.submit(plain).result()
-
     return {
         "for comparison: concurrent.futures submit(fn).result(), in a block": (
-            stock_submit_in_block
+            stock_submit
         ),
         "public: threads.ThreadPoolExecutor submit(fn).result(), in a block": (
             ours_submit
         ),
-        "for comparison: concurrent.futures submit(fn).result()": stock_submit,
     }
 
 
@@ -189,11 +193,19 @@ def components(number: int, repeat: int) -> dict[str, float]:
     noticed, not reported as missing.
     """
     baseline = _ns(_empty, number, repeat)
-    parts = {**_components(), **_executor_components(), **_requests()}
-    return {
-        name: max(0.0, _ns(function, number, repeat) - baseline)
-        for name, function in parts.items()
-    }
+
+    def timed(parts: dict[str, Callable[[], object]]) -> dict[str, float]:
+        return {
+            name: max(0.0, _ns(function, number, repeat) - baseline)
+            for name, function in parts.items()
+        }
+
+    times = timed(_components())
+    # A submit hands the call to a worker thread: see _machine.one_cpu.
+    with _machine.one_cpu():
+        times.update(timed(_executor_components()))
+    times.update(timed(_requests()))
+    return times
 
 
 def _profile(run: Callable[[int], None], loops: int) -> str:
@@ -207,7 +219,9 @@ def _profile(run: Callable[[int], None], loops: int) -> str:
     text = out.getvalue()
     # Keep the table, drop pstats' preamble and make paths short.
     table = text[text.find("   ncalls") :].rstrip()
-    for prefix in {str(Path(p).parent) + "/" for p in sys.path if p}:
+    # Longest first: a parent directory would leave its child's name behind.
+    prefixes = {str(Path(p).parent) + "/" for p in sys.path if p}
+    for prefix in sorted(prefixes, key=len, reverse=True):
         table = table.replace(prefix, "")
     return table
 
@@ -247,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="print no table")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "breakdown.json")
     args = parser.parse_args(argv)
-    data = {
+    data: dict[str, object] = {
         "kind": "breakdown",
         "machine": _machine.describe(),
         "components": components(args.number, args.repeat),

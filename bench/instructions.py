@@ -8,11 +8,15 @@ counts the instructions a process executes, the same count for the same
 program and input (the approach CodSpeed's CPU simulation takes).
 
 Each in-process row of ``micro.py`` (not the streaming ones) runs in a child
-process under callgrind twice, serving ``--small`` and then ``--large``
+process under callgrind twice, serving a small and then a large number of
 requests after the same set-up; the difference of the two totals divided by
 the difference of the request counts is the row's instructions per request,
 start-up and imports cancelled out. Overheads and their ratios follow as in
-``micro.py``.
+``micro.py``. The ``asgi`` and ``wsgi`` groups also count the rungs of the
+floor ladder (``_floor.py``: the contract's duties inline, one by one, then
+the same duties through the core's seams), and the ``units`` group counts
+units of work outside requests (``_units.py``) per unit instead of per
+request.
 
 Instructions are not time: they leave out cache misses, which is where a
 middleware inside a framework loses most (see the Performance page). The
@@ -126,7 +130,7 @@ def _row_names(group: str) -> list[str]:
     import micro
 
     if group == "units":
-        return [f"units/{name}/call" for name in _units.ROWS]
+        return [f"units/{name}/{_units.VARIANT}" for name in _units.ROWS]
     variants = [variant for variant, _ in micro._variants()]
     candidates = {
         "asgi": ["bare", "reference", "ours", "asgi-correlation-id"],

@@ -27,10 +27,16 @@ front of it. Rows come in groups, each measured in its own processes:
 ``asgi-stream`` and ``wsgi-stream``
     The same middleware in front of an app that sends 1 or 33 body chunks:
     the difference, divided by 32, is the cost per streamed chunk.
+``units``
+    Units of work outside requests (``_units.py``): a ``bound_request_id``
+    block, a decorated call, a carried call and a carrying executor's submit,
+    each next to its baseline (an empty ``with`` block, the plain call, the
+    standard library's submit). Measured on one CPU (``_machine.one_cpu``).
 
-Each row runs with a valid ``X-Request-ID`` header (``header``) and without
-one (``generated``). A row's *overhead* is its cost minus the bare row's cost
-in the same group and variant. See ``_harness.py`` for how samples are taken.
+Each request row runs with a valid ``X-Request-ID`` header (``header``) and
+without one (``generated``). A row's *overhead* is its cost minus the bare
+row's cost in the same group and variant. See ``_harness.py`` for how samples
+are taken.
 
 Run it through ``python bench/run.py``, or directly with a Python that has the
 project and ``bench/requirements.txt`` installed::
@@ -45,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import io
 import json
@@ -57,6 +64,7 @@ from pathlib import Path
 import _apps
 import _harness
 import _machine
+import _units
 from _harness import Case
 from _reference import ReferenceASGI, ReferenceWSGI
 
@@ -78,7 +86,7 @@ HERE = Path(__file__).resolve().parent
 #: A valid UUID4 in hex: every candidate's validator accepts it.
 HEADER_VALUE = _apps.HEADER_VALUE
 
-WORKER_GROUPS = ("asgi", "wsgi", "flask", "django")
+WORKER_GROUPS = ("asgi", "wsgi", "flask", "django", "units")
 STREAM_CHUNKS = (1, 33)
 
 # What uvicorn hands an app for `GET /` from curl-like client, in its order.
@@ -495,18 +503,25 @@ def _connector(
 def worker(group: str, *, rounds: int, sample_s: float, seed: int) -> dict[str, object]:
     """Build one group's rows in this process, measure them, return samples."""
     loop = asyncio.new_event_loop()
+    # The units rows hand calls to a worker thread: see _machine.one_cpu.
+    cpus = _machine.one_cpu() if group == "units" else contextlib.nullcontext()
     try:
-        if group == "asgi":
-            cases = build_asgi(loop)
-        elif group == "wsgi":
-            cases = build_wsgi()
-        elif group == "flask":
-            cases = build_flask()
-        elif group == "django":
-            cases = build_django()
-        else:
-            raise ValueError(f"unknown group {group!r}")
-        measured = _harness.measure(cases, rounds=rounds, sample_s=sample_s, seed=seed)
+        with cpus:
+            if group == "asgi":
+                cases = build_asgi(loop)
+            elif group == "wsgi":
+                cases = build_wsgi()
+            elif group == "flask":
+                cases = build_flask()
+            elif group == "django":
+                cases = build_django()
+            elif group == "units":
+                cases = _units.build_units()
+            else:
+                raise ValueError(f"unknown group {group!r}")
+            measured = _harness.measure(
+                cases, rounds=rounds, sample_s=sample_s, seed=seed
+            )
     finally:
         loop.close()
     return {
@@ -547,8 +562,8 @@ def _spawn(group: str, args: argparse.Namespace, seed: int) -> dict[str, typing.
 def run_all(args: argparse.Namespace) -> dict[str, typing.Any]:
     """Run every group in ``args.processes`` worker processes and pool them.
 
-    The processes alternate between groups (asgi, wsgi, flask, django, asgi,
-    ...), so slow drift of the machine spreads over all groups.
+    The processes alternate between groups (asgi, wsgi, flask, django, units,
+    asgi, ...), so slow drift of the machine spreads over all groups.
     """
     machine = _machine.describe()
     cases: dict[str, dict[str, typing.Any]] = {}
@@ -618,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         "--groups",
         type=lambda text: text.split(","),
         default=list(WORKER_GROUPS),
-        help="comma-separated subset of asgi,wsgi,flask,django",
+        help=f"comma-separated subset of {','.join(WORKER_GROUPS)}",
     )
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=50)

@@ -27,6 +27,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+import _units
+
 HERE = Path(__file__).resolve().parent
 
 Row = dict[str, typing.Any]
@@ -299,6 +301,45 @@ def render_stream(data: Row, group: str) -> list[str]:
     return [f"### {title} streaming, cost per chunk", "", *_table(header, rows), ""]
 
 
+def _units_key(name: str) -> str:
+    return f"units/{name}/{_units.VARIANT}"
+
+
+_UNITS_TEXT = (
+    "Each row runs one unit of work around an empty function (`bench/_units.py`),"
+    " and the last column is what it adds to its baseline, the row it would"
+    " otherwise be: `bound_request_id`'s enter and exit over an empty `with`"
+    " block, a decorated or carried call over the plain call (carrying: a fresh"
+    " copy of the captured context, the id bound and ended in it), the carrying"
+    " executor's submit over the standard library's."
+)
+
+
+def render_micro_units(data: Row) -> list[str]:
+    """The ``units`` rows: CPU time per unit, and what each adds to its baseline."""
+    rows: list[list[str]] = []
+    for name, (what, baseline) in _units.ROWS.items():
+        row = data["cases"].get(_units_key(name))
+        if row is None:
+            continue
+        base = data["cases"].get(_units_key(baseline)) if baseline else None
+        added = ""
+        if base is not None:
+            differences = _paired(row, base, None)
+            added = _fmt(statistics.median(differences) / 1000, 3)
+        rows.append([f"{name}: {what}", _fmt(median_us(row), 3), baseline, added])
+    if not rows:
+        return []
+    return [
+        "### Units of work outside requests (one CPU)",
+        "",
+        _UNITS_TEXT + " Added: the median of paired differences, µs.",
+        "",
+        *_table(["row", "µs/unit", "baseline", "added to it µs"], rows),
+        "",
+    ]
+
+
 def micro_targets(data: Row) -> list[tuple[str, float, str, bool | None, str]]:
     """Each ratio target: label, value, limit text, pass (None: not measured), range."""
     results = []
@@ -350,6 +391,7 @@ def render_micro(data: Row) -> str:
             lines += render_group(data, group)
     for group in ("asgi-stream", "wsgi-stream"):
         lines += render_stream(data, group)
+    lines += render_micro_units(data)
     lines += ["### Targets (ratios of overheads)", ""]
     rows = [
         [label, _fmt(value), limit, _mark(passed), spread]
@@ -576,12 +618,12 @@ def render_breakdown(data: Row) -> str:
         "## Profile hint: the core's seams and units of work, timed alone",
         "",
         f"Measured {data['machine']['date']}. CPU time per call, less an empty"
-        " call's; each line marked 'for comparison' is what the line after it"
-        " replaces or adds to.",
+        " call's; each line marked 'for comparison' is what the lines after it"
+        " replace or add to. The executor lines run on one CPU.",
         "",
         *_table(
             ["component", "ns per call"],
-            [[name, _fmt(ns, 0)] for name, ns in data["components"].items()],
+            [[name, f"{ns:,.0f}"] for name, ns in data["components"].items()],
         ),
         "",
     ]
@@ -607,41 +649,26 @@ def instructions_overhead(data: Row, group: str, candidate: str, variant: str) -
     return float(row["per_request"] - bare["per_request"])
 
 
-#: The ``units`` rows (``_units.py``), what each runs, in report order. A copy,
-#: so that the report needs no import of the project.
-UNITS = {
-    "bare": "a plain call of an empty function",
-    "empty-with": "the call inside an empty with block (contextlib.nullcontext)",
-    "bound_request_id": "the call inside with bound_request_id(value)",
-    "bound_request_id-generated": "the call inside with bound_request_id()",
-    "decorated": "a call of a @bound_request_id() function",
-    "carried": "a call of carry(fn), carried from a block",
-    "plain-submit": "concurrent.futures submit(fn).result(), one warm worker",
-    "carried-submit": "threads.ThreadPoolExecutor submit(fn).result(), in a block",
-}
-
-
 def _render_units(rows: dict[str, typing.Any]) -> list[str]:
     """The ``units`` group: what a block, a carried call and a submit add."""
-    if "units/bare/call" not in rows:
+    if _units_key("bare") not in rows:
         return []
-    bare = rows["units/bare/call"]["per_request"]
-    table = [
-        [
-            f"{name}: {what}",
-            f"{rows[key]['per_request']:,.0f}",
-            f"{rows[key]['per_request'] - bare:,.0f}",
-        ]
-        for name, what in UNITS.items()
-        if (key := f"units/{name}/call") in rows
-    ]
+    table = []
+    for name, (what, baseline) in _units.ROWS.items():
+        row = rows.get(_units_key(name))
+        if row is None:
+            continue
+        base = rows.get(_units_key(baseline)) if baseline else None
+        added = (
+            "" if base is None else f"{row['per_request'] - base['per_request']:+,.0f}"
+        )
+        table.append([f"{name}: {what}", f"{row['per_request']:,.0f}", baseline, added])
     return [
         "### Units of work outside requests",
         "",
-        "Each row runs one unit of work around an empty function; the last"
-        " column is what it adds to the plain call.",
+        _UNITS_TEXT,
         "",
-        *_table(["row", "instructions/unit", "added to the plain call"], table),
+        *_table(["row", "instructions/unit", "baseline", "added to it"], table),
         "",
     ]
 
@@ -765,6 +792,7 @@ def render_floor(data: Row) -> list[str]:
                     table,
                 ),
                 "",
+                *_seams_line(data, group, variant, [name for name, _ in ladder]),
             ]
     if lines:
         lines[:0] = [
@@ -773,12 +801,41 @@ def render_floor(data: Row) -> list[str]:
             "The `floor` row does what the reference does, structured so that"
             " duties can be switched on; each `floor+` row has one more of the"
             " contract's duties than the row above, written inline in the"
-            " simplest way (`bench/_floor.py`). The last one does what the"
-            " adapter does for these requests: what those duties cost written"
-            " plainly. `ours ÷` below 1 means the adapter does them for less.",
+            " simplest way (`bench/_floor.py`). The last inline row does what"
+            " the adapter does for these requests: what those duties cost"
+            f" written plainly. `{SEAMS_RUNG}` adds no duty: it does the same"
+            " ones the way the adapters do, through the core's seams"
+            " (`_ids.resolve`, `_context.begin`/`end`, `hide`/`restore`) and a"
+            " per-request object instead of closures, so its difference from"
+            " the row above is what calling the seams costs over the cheapest"
+            " inline floor, and `ours ÷` on its line compares the adapter with"
+            " the same design minus its hardening. `ours ÷` below 1 means the"
+            " adapter does them for less.",
             "",
         ]
     return lines
+
+
+#: The floor's last rung: the inline duties again, through the core's seams.
+SEAMS_RUNG = "floor+seams"
+
+
+def _seams_line(data: Row, group: str, variant: str, rungs: list[str]) -> list[str]:
+    """One sentence: what the seams rung costs over the inline rung above it."""
+    if SEAMS_RUNG not in rungs or rungs.index(SEAMS_RUNG) == 0:
+        return []
+    inline = rungs[rungs.index(SEAMS_RUNG) - 1]
+    seams = instructions_overhead(data, group, SEAMS_RUNG, variant)
+    floor = instructions_overhead(data, group, inline, variant)
+    ours = instructions_overhead(data, group, "ours", variant)
+    return [
+        f"Calling the seams instead of inlining ({SEAMS_RUNG} over {inline}):"
+        f" {seams - floor:+,.0f} instructions per request"
+        f" ({_fmt(100 * _divide(seams - floor, floor), 1)} % of the inline"
+        f" floor's overhead); the adapter over the seams rung:"
+        f" {ours - seams:+,.0f}.",
+        "",
+    ]
 
 
 def render_machine(machine: Row) -> str:

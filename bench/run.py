@@ -6,17 +6,21 @@ is what gets measured) and ``bench/requirements.txt`` into it, reinstalling
 when either file changes, and runs with that environment's Python:
 
 1. ``micro.py``: in-process cost per request of every candidate, with and
-   without the header, and the cost per streamed chunk;
+   without the header, the cost per streamed chunk, and what units of work
+   outside requests cost (``_units.py``: ``bound_request_id``, carried calls,
+   the carrying executor);
 2. ``instructions.py``: the same rows' instructions per request, counted by
    valgrind (skipped when valgrind is missing): the noise-free cross-check;
-   also the floor ladder (``_floor.py``), what each duty of the contract costs;
+   also the floor ladder (``_floor.py``), what each duty of the contract costs
+   written inline, and what calling the core's seams for them costs;
 3. ``imports.py``: what ``import correlation, adapters.asgi`` costs and loads;
 4. ``e2e.py``: throughput of uvicorn, waitress and gunicorn with and without
    the adapter, under ``wrk`` (or a Python client when wrk is missing);
 5. ``e2e_instructions.py``: the same servers' instructions per request,
    counted by valgrind (skipped when valgrind is missing): end to end, free
    of the machine's noise;
-6. ``breakdown.py``: our adapters' parts timed alone, and cProfile;
+6. ``breakdown.py``: the core's seams and the public units of work timed
+   alone, whole requests through the adapters, and cProfile;
 
 then writes ``bench/results/report.md`` (``report.py``) and prints it.
 ``--quick`` runs shorter versions of each; ``--skip e2e,breakdown`` leaves
@@ -48,7 +52,7 @@ STEPS = ("micro", "instructions", "imports", "e2e", "e2e_instructions", "breakdo
 #: Per step: the arguments of a full run, and of a --quick one.
 ARGUMENTS: dict[str, tuple[list[str], list[str]]] = {
     "micro": ([], ["--processes", "2", "--rounds", "20"]),
-    "instructions": ([], ["--groups", "asgi,wsgi"]),
+    "instructions": ([], ["--groups", "asgi,wsgi,units"]),
     "imports": ([], ["--repeat", "8"]),
     "e2e": ([], ["--reps", "2", "--duration", "1", "--servers", "uvicorn,waitress"]),
     "e2e_instructions": (
