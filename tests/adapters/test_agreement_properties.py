@@ -1,36 +1,26 @@
 """Property-based agreement of the ASGI and WSGI adapters on generated requests.
 
 Hypothesis draws the id header's occurrences, a config and the headers the app
-sets on its response. The ASGI adapter gets one header tuple per occurrence in
-a hand-built scope; the WSGI adapter gets them as a WSGI server hands them
-over, decoded latin-1 and joined into one ``HTTP_*`` value with ``, `` or
-``,``, and runs between two ``wsgiref.validate`` checks. Both must come to the
+sets on its response, and the suite's driver pair (``drivers``) serves them:
+the ASGI adapter gets one header tuple per occurrence in a hand-built scope;
+the WSGI adapter gets them as a WSGI server hands them over, decoded latin-1
+and joined into one ``HTTP_*`` value with ``, `` or ``,``, and runs between
+two ``wsgiref.validate`` checks. Both must come to the
 same id, store it alike and answer with the same id headers.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from asgi_testing import http_scope, response_start, serve
-from asgi_testing import values_of as asgi_values
+import drivers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wsgi_testing import environ_key, make_environ, run_wsgi, validated
-from wsgi_testing import values_of as wsgi_values
 
-from adapters import asgi, wsgi
-from correlation import Config, default_validator, get_request_id
+from correlation import Config, default_validator
 from correlation._ids import join_header_values, resolve
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
-
-    from adapters._types import Receive, Scope, Send
 
 #: No example database in the checkout, no deadline; sized to run in seconds.
 AGREEMENT = settings(
@@ -119,15 +109,6 @@ class Outcome:
     response_header: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Served:
-    """One request through one adapter: the outcome and the request header."""
-
-    outcome: Outcome
-    #: The request's id header values as the app saw them.
-    request_header: tuple[str, ...]
-
-
 # --- strategies -----------------------------------------------------------------
 
 #: Latin-1 characters with the list syntax and id characters favoured.
@@ -187,75 +168,22 @@ def requests(draw: st.DrawFn) -> Request:
     )
 
 
-# --- the two drivers ------------------------------------------------------------
+# --- through the driver pair ---------------------------------------------------
 
 
-def serve_asgi(request: Request) -> Served:
-    """Serve *request* through the ASGI adapter in a hand-built HTTP scope."""
-    config = request.config()
-    name = request.header_name.encode("ascii")
-    wire = request.wire_name().encode("ascii")
-    headers = [(b"host", b"testserver")]
-    headers += [(wire, value) for value in request.occurrences or []]
-    own = [(k.encode("ascii"), v.encode("ascii")) for k, v in request.own_headers()]
-    seen: list[tuple[str | None, str | None, tuple[str, ...]]] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        request_header = tuple(
-            value.decode("latin-1") for value in asgi_values(scope["headers"], name)
-        )
-        seen.append(
-            (get_request_id(), scope["state"].get("request_id"), request_header)
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/plain"), *own],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    scope = http_scope(headers)
-    original = copy.deepcopy(scope)
-    sent = serve(asgi.RequestIdMiddleware(app, config=config), scope)
-    assert scope == original, "the caller's scope was mutated"
-    assert get_request_id() is None
-    response = response_start(sent)
-    assert response["status"] == 200
-    ((seen_id, stored, request_header),) = seen
-    values = tuple(v.decode("latin-1") for v in asgi_values(response["headers"], name))
-    return Served(Outcome(seen_id, stored, values), request_header)
+def serve(
+    through: Callable[[Config | None, drivers.Request], drivers.Served], case: Request
+) -> drivers.Served:
+    """Serve *case* with a fresh config *through* one of ``drivers``' pair."""
+    request = drivers.Request(
+        case.occurrences, case.wire_name(), case.joiner, case.own_headers()
+    )
+    return through(case.config(), request)
 
 
-def serve_wsgi(request: Request) -> Served:
-    """Serve *request* through the WSGI adapter as a WSGI server would."""
-    config = request.config()
-    key = environ_key(request.header_name)
-    headers = []
-    if request.occurrences is not None:
-        joined = request.joiner.join(v.decode("latin-1") for v in request.occurrences)
-        headers.append((request.wire_name(), joined))
-    environ = make_environ(headers)
-    own = request.own_headers()
-    seen: list[tuple[str | None, str | None, tuple[str, ...]]] = []
-
-    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request_header = (environ[key],) if key in environ else ()
-        seen.append(
-            (get_request_id(), environ.get("correlation.request_id"), request_header)
-        )
-        start_response("200 OK", [("Content-Type", "text/plain"), *own])
-        return [b"ok"]
-
-    middleware = wsgi.RequestIdMiddleware(validated(app), config=config)
-    result = run_wsgi(validated(middleware), environ)
-    assert get_request_id() is None
-    assert result.status == "200 OK"
-    assert result.body == b"ok"
-    ((seen_id, stored, request_header),) = seen
-    values = tuple(wsgi_values(result.headers, request.header_name))
-    return Served(Outcome(seen_id, stored, values), request_header)
+def outcome(served: drivers.Served) -> Outcome:
+    """What the adapters must agree on, of what one of them served."""
+    return Outcome(served.seen_id, served.stored, served.response_header)
 
 
 def expected_id(request: Request) -> str:
@@ -275,9 +203,9 @@ def expected_id(request: Request) -> str:
 @given(requests())
 def test_adapters_agree_on_every_request(case: Request) -> None:
     """ASGI and WSGI see, store and echo the same id, with the same header count."""
-    from_asgi = serve_asgi(case)
-    from_wsgi = serve_wsgi(case)
-    assert from_asgi.outcome == from_wsgi.outcome
+    from_asgi = serve(drivers.serve_asgi, case)
+    from_wsgi = serve(drivers.serve_wsgi, case)
+    assert outcome(from_asgi) == outcome(from_wsgi)
 
 
 @AGREEMENT
@@ -293,17 +221,17 @@ def test_each_adapter_gives_the_pipeline_id_everywhere(case: Request) -> None:
     else:
         echoed = ()
     expected = Outcome(request_id, request_id, echoed)
-    assert serve_asgi(case).outcome == expected
-    assert serve_wsgi(case).outcome == expected
+    assert outcome(serve(drivers.serve_asgi, case)) == expected
+    assert outcome(serve(drivers.serve_wsgi, case)) == expected
 
 
 @AGREEMENT
 @given(requests())
 def test_request_header_seen_by_the_app(case: Request) -> None:
     """The app's request header is the final id, or left as each server sent it."""
-    from_asgi = serve_asgi(case)
-    from_wsgi = serve_wsgi(case)
-    request_id = from_asgi.outcome.seen_id
+    from_asgi = serve(drivers.serve_asgi, case)
+    from_wsgi = serve(drivers.serve_wsgi, case)
+    request_id = from_asgi.seen_id
     assert request_id is not None
     if case.update_request_header:
         assert from_asgi.request_header == (request_id,)

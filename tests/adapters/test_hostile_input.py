@@ -1,8 +1,9 @@
 """Hostile id headers through both adapters: nothing reflected, nothing slow.
 
-Hand-built ASGI scopes and WSGI environs carry CR/LF, bare CR, NUL, escape
-sequences, DEL, 300 KB values and 10,000 duplicate headers (ASGI: one tuple
-each; WSGI: one value joined with ``, ``, as servers do). The contract says a
+Every row of the hostile table (``hostile.HOSTILE``: CR/LF, bare CR, NUL,
+escape sequences, DEL, 300 KB values, 10,000 duplicate headers...) goes
+through the driver pair (``drivers``: ASGI, one header tuple per occurrence;
+WSGI, one value joined with ``, ``, as servers do). The contract says a
 rejected value is replaced by a generated id and held by nothing the adapter
 writes, and that no request turns into an error.
 
@@ -16,33 +17,22 @@ tenfold. A call count cannot see a quadratic loop hidden inside one C call, so
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from asgi_testing import (
-    Recorder,
-    counting_generator,
-    http_scope,
-    receive_empty_body,
-    response_start,
-)
-from asgi_testing import values_of as asgi_values
+from asgi_testing import counting_generator, http_scope, receive_empty_body
+from drivers import DRIVERS, Request, Served, run_to_completion, serve_asgi
 from hooks_testing import CONSTRUCTION_CALLS
+from hostile import HOSTILE, MARKER, Hostile, hostile_params, select
 from log_testing import correlation_logs
-from wsgi_testing import (
-    ServerStartResponse,
-    environ_key,
-    make_environ,
-    run_wsgi,
-    validated,
-)
+from wsgi_testing import make_environ
 
 from adapters import asgi, wsgi
-from correlation import Config, default_validator, get_request_id
+from correlation import Config, default_validator
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -51,10 +41,6 @@ if TYPE_CHECKING:
 
 HEADER = "X-Request-ID"
 WIRE = b"x-request-id"
-ENVIRON_KEY = environ_key(HEADER)
-
-#: In every hostile value; no legitimate output contains it.
-MARKER = "EVIL"
 
 #: What the counting generator gives the first request (``Config``'s
 #: construction samples are all ``gen-0``).
@@ -63,27 +49,17 @@ GEN = "gen-1"
 #: The work allowed beyond ten times the work for the smaller input.
 SLACK = 50
 
-HOSTILE = [
-    pytest.param([b"EVIL\r\nSet-Cookie: session=stolen"], id="crlf-header-injection"),
-    pytest.param([b"EVIL\r\n\r\n<html>"], id="crlf-body-injection"),
-    pytest.param([b"EVIL\rX-Injected: 1"], id="bare-cr"),
-    pytest.param([b"EVIL\nX-Injected: 1"], id="bare-lf"),
-    pytest.param([b"EVIL\x00after-nul"], id="nul"),
-    pytest.param([b"\x1b[31mEVIL\x1b[0m"], id="ansi-colour"),
-    pytest.param([b"\x1b]0;EVIL\x07"], id="osc-window-title"),
-    pytest.param([b"\x1b[2J\x1b[HEVIL"], id="ansi-clear-screen"),
-    pytest.param([b"EVIL\x7f\x7f"], id="del"),
-    pytest.param([b"EVIL" + b"x" * (300 * 1024 - 4)], id="300kb-value"),
-    pytest.param([b"EVIL\r\n" * (300 * 1024 // 6)], id="300kb-of-crlf"),
-    pytest.param([b"EVIL," * (300 * 1024 // 5)], id="300kb-of-commas"),
-    pytest.param([b"EVIL"] * 10_000, id="10000-duplicates"),
-    pytest.param([b"EVIL\r\nX: y"] * 10_000, id="10000-crlf-duplicates"),
-    pytest.param([b"EVIL", b"\x00"] * 5_000, id="10000-mixed-duplicates"),
-]
-
-VALIDATORS = [
-    pytest.param(default_validator, id="default-validator"),
-    pytest.param(lambda value: True, id="permissive-validator"),
+#: Every row under the default rule; the rows the hard floor rejects also
+#: under a validator that accepts anything.
+HOSTILE_UNDER_VALIDATORS = [
+    *(
+        pytest.param(row, default_validator, id=f"{row.name}-default-rule")
+        for row in select()
+    ),
+    *(
+        pytest.param(row, lambda value: True, id=f"{row.name}-permissive")
+        for row in select(fails_floor=True)
+    ),
 ]
 
 #: A value's characters that would let a log line or a header be forged.
@@ -101,33 +77,6 @@ def assert_clean_logs(texts: list[str]) -> None:
         assert not _CONTROL & set(text), text[:200]
 
 
-# --- drivers --------------------------------------------------------------------
-
-
-def run_to_completion(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run a coroutine that never waits on anything, without an event loop.
-
-    The apps here answer at once and the server side never blocks, so the
-    whole request is one step; the profiler then sees only the request.
-    """
-    try:
-        coroutine.send(None)
-    except StopIteration:
-        return
-    coroutine.close()
-    raise AssertionError("the request waited on something")
-
-
-@dataclass
-class AsgiSeen:
-    """What the app saw and the server got from one ASGI request."""
-
-    seen_id: str | None
-    app_headers: list[tuple[bytes, bytes]]
-    state: dict[str, Any]
-    sent: Recorder
-
-
 def config_for(
     validator: Callable[[str], bool], *, update_request_header: bool = True
 ) -> Config:
@@ -139,136 +88,54 @@ def config_for(
     )
 
 
-def serve_asgi(config: Config, occurrences: list[bytes]) -> AsgiSeen:
-    """Serve one request whose scope holds *occurrences* as id header tuples."""
-    seen: list[AsgiSeen] = []
-    sent = Recorder()
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        state = dict(scope["state"])
-        seen.append(AsgiSeen(get_request_id(), list(scope["headers"]), state, sent))
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    scope = http_scope([(b"host", b"testserver"), *((WIRE, v) for v in occurrences)])
-    middleware = asgi.RequestIdMiddleware(app, config=config)
-    run_to_completion(middleware(scope, receive_empty_body, sent))
-    assert get_request_id() is None
-    (result,) = seen
-    return result
-
-
-@dataclass
-class WsgiSeen:
-    """What the app saw and the server got from one WSGI request."""
-
-    seen_id: str | None
-    environ: dict[str, Any]
-    server: ServerStartResponse
-    body: bytes
-
-
-def serve_wsgi(config: Config, occurrences: list[bytes]) -> WsgiSeen:
-    """Serve one request whose environ holds *occurrences* joined with ", "."""
-    joined = ", ".join(value.decode("latin-1") for value in occurrences)
-    environ = make_environ([(HEADER, joined)])
-    seen: list[tuple[str | None, dict[str, Any]]] = []
-
-    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        seen.append((get_request_id(), dict(environ)))
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"ok"]
-
-    middleware = wsgi.RequestIdMiddleware(validated(app), config=config)
-    result = run_wsgi(validated(middleware), environ)
-    assert get_request_id() is None
-    ((seen_id, app_environ),) = seen
-    return WsgiSeen(seen_id, app_environ, result.server, result.body)
-
-
-def _texts(values: Iterable[object]) -> Iterator[str]:
-    """Every value as text: bytes decoded latin-1, str as is, others by repr."""
-    for value in values:
-        if isinstance(value, bytes):
-            yield value.decode("latin-1")
-        elif isinstance(value, str):
-            yield value
-        else:
-            yield repr(value)
-
-
 # --- nothing reflected, nothing fails ---------------------------------------------
 
 
-@pytest.mark.parametrize("validator", VALIDATORS)
-@pytest.mark.parametrize("occurrences", HOSTILE)
-def test_asgi_hostile_header_reflected_nowhere(
-    occurrences: list[bytes], validator: Callable[[str], bool]
+@pytest.mark.parametrize("serve", DRIVERS)
+@pytest.mark.parametrize(("row", "validator"), HOSTILE_UNDER_VALIDATORS)
+def test_hostile_header_reflected_nowhere(
+    serve: Callable[[Config, Request], Served],
+    row: Hostile,
+    validator: Callable[[str], bool],
 ) -> None:
-    """ASGI: a hostile header yields a new id; no header, state or log holds it."""
+    """A hostile header yields a new id; no header, environ, state or log holds it."""
     with correlation_logs() as logs:
-        seen = serve_asgi(config_for(validator), occurrences)
-    assert seen.seen_id == GEN
-    assert seen.state == {"request_id": GEN}
-    assert asgi_values(seen.app_headers, WIRE) == [GEN.encode()]
-    for text in _texts(v for pair in seen.app_headers for v in pair):
-        assert MARKER not in text
-    start = response_start(seen.sent)
-    assert start["status"] == 200
-    assert start["headers"] == [(WIRE, GEN.encode())]
-    # The server sees the id until the final body, sent with the id hidden.
-    assert seen.sent.ids == [GEN, None]
+        served = serve(config_for(validator), Request(row.occurrences))
+    assert served.seen_id == served.stored == GEN
+    assert served.request_header == served.response_header == (GEN,)
+    for text in served.texts():
+        assert MARKER not in text, text[:200]
     assert_clean_logs(logs)
 
 
-@pytest.mark.parametrize("validator", VALIDATORS)
-@pytest.mark.parametrize("occurrences", HOSTILE)
-def test_wsgi_hostile_header_reflected_nowhere(
-    occurrences: list[bytes], validator: Callable[[str], bool]
-) -> None:
-    """WSGI: a hostile header yields a new id; no header, environ or log holds it."""
-    with correlation_logs() as logs:
-        seen = serve_wsgi(config_for(validator), occurrences)
-    assert seen.seen_id == GEN
-    assert seen.environ["correlation.request_id"] == GEN
-    assert seen.environ[ENVIRON_KEY] == GEN
-    for text in _texts(seen.environ.values()):
-        assert MARKER not in text
-    assert seen.server.status == "200 OK"
-    assert seen.server.headers == [("Content-Type", "text/plain"), (HEADER, GEN)]
-    assert [call.request_id for call in seen.server.calls] == [GEN]
-    assert seen.body == b"ok"
-    assert_clean_logs(logs)
+def test_asgi_server_sees_the_id_until_the_final_body() -> None:
+    """ASGI: the server sees the new id at the start, not at the final body.
+
+    The adapter hides the id from the server while it sends the final body
+    (uvicorn issue 2167), also when the id replaced a hostile value.
+    """
+    (crlf,) = (row for row in HOSTILE if row.name == "crlf")
+    served = serve_asgi(config_for(default_validator), Request(crlf.occurrences))
+    assert served.server_ids == (GEN, None)
 
 
-@pytest.mark.parametrize("occurrences", HOSTILE)
-def test_asgi_unchanged_request_header_keeps_hostile_value_out_of_the_rest(
-    occurrences: list[bytes],
+@pytest.mark.parametrize("serve", DRIVERS)
+@pytest.mark.parametrize("row", hostile_params(fails_floor=True))
+def test_unchanged_request_header_keeps_hostile_value_out_of_the_rest(
+    serve: Callable[[Config, Request], Served], row: Hostile
 ) -> None:
-    """ASGI, update_request_header=False: the app's header is as sent, nothing else."""
+    """update_request_header=False: the app's header is as sent, nothing else."""
     config = config_for(lambda value: True, update_request_header=False)
     with correlation_logs() as logs:
-        seen = serve_asgi(config, occurrences)
-    assert seen.seen_id == GEN
-    assert seen.state == {"request_id": GEN}
-    assert asgi_values(seen.app_headers, WIRE) == occurrences
-    assert response_start(seen.sent)["headers"] == [(WIRE, GEN.encode())]
-    assert_clean_logs(logs)
-
-
-@pytest.mark.parametrize("occurrences", HOSTILE)
-def test_wsgi_unchanged_request_header_keeps_hostile_value_out_of_the_rest(
-    occurrences: list[bytes],
-) -> None:
-    """WSGI, update_request_header=False: the app's header is as sent, nothing else."""
-    config = config_for(lambda value: True, update_request_header=False)
-    with correlation_logs() as logs:
-        seen = serve_wsgi(config, occurrences)
-    joined = ", ".join(value.decode("latin-1") for value in occurrences)
-    assert seen.seen_id == GEN
-    assert seen.environ["correlation.request_id"] == GEN
-    assert seen.environ[ENVIRON_KEY] == joined
-    assert seen.server.headers == [("Content-Type", "text/plain"), (HEADER, GEN)]
+        served = serve(config, Request(row.occurrences))
+    assert served.seen_id == served.stored == GEN
+    assert served.response_header == (GEN,)
+    if serve is serve_asgi:  # one header tuple per occurrence
+        assert served.request_header == tuple(
+            v.decode("latin-1") for v in row.occurrences
+        )
+    else:  # the one value the server joined them into
+        assert served.request_header == (row.joined(),)
     assert_clean_logs(logs)
 
 
@@ -293,13 +160,10 @@ def recording_validator(calls: list[str]) -> Callable[[str], bool]:
     return validator
 
 
-@pytest.mark.parametrize(
-    "serve",
-    [pytest.param(serve_asgi, id="asgi"), pytest.param(serve_wsgi, id="wsgi")],
-)
+@pytest.mark.parametrize("serve", DRIVERS)
 @pytest.mark.parametrize("occurrences", OVER_THE_FLOOR)
 def test_values_over_1024_chars_never_reach_the_validator(
-    serve: Callable[[Config, list[bytes]], AsgiSeen | WsgiSeen],
+    serve: Callable[[Config, Request], Served],
     occurrences: list[bytes],
 ) -> None:
     """A joined value over 1024 characters is rejected before the validator runs."""
@@ -308,23 +172,20 @@ def test_values_over_1024_chars_never_reach_the_validator(
     # Config asks the validator about each of the generator's samples.
     assert calls == ["gen-0"] * CONSTRUCTION_CALLS
     calls.clear()
-    seen = serve(config, occurrences)
+    seen = serve(config, Request(occurrences))
     assert calls == []
     assert seen.seen_id == GEN
 
 
-@pytest.mark.parametrize(
-    "serve",
-    [pytest.param(serve_asgi, id="asgi"), pytest.param(serve_wsgi, id="wsgi")],
-)
+@pytest.mark.parametrize("serve", DRIVERS)
 def test_value_of_exactly_1024_chars_reaches_the_validator(
-    serve: Callable[[Config, list[bytes]], AsgiSeen | WsgiSeen],
+    serve: Callable[[Config, Request], Served],
 ) -> None:
     """At exactly 1024 characters the validator is asked, once, and may keep it."""
     calls: list[str] = []
     config = config_for(recording_validator(calls))
     calls.clear()
-    seen = serve(config, [b"x" * 1024])
+    seen = serve(config, Request([b"x" * 1024]))
     assert calls == ["x" * 1024]
     assert seen.seen_id == "x" * 1024
 
