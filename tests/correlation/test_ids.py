@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from hooks_testing import CONSTRUCTION_CALLS
+from hostile import MARKER, select
 
 import correlation
 from correlation import Config, default_validator, generate_id
@@ -361,37 +362,36 @@ def test_generator_output_failing_only_the_validator_is_used() -> None:
 
 
 def _raise_with_value(value: str) -> bool:
-    if "h0stile" in value:
+    if MARKER in value:
         raise ValueError(f"refusing {value!r} ({value})")
     return True
 
 
-# (hostile incoming value, config); every value holds the marker "h0stile".
+# (hostile incoming value, config); every value holds the marker "EVIL": the
+# hostile table's rows under the default rule, then validators that judge or
+# raise on values past the floor.
 HOSTILE_CASES = [
-    pytest.param("h0stile\r\nInjected: 1", Config, id="crlf"),
-    pytest.param("h0stile\x1b[2J\x1b[H", Config, id="esc-sequence"),
-    pytest.param("h0stile\x00", Config, id="nul"),
-    pytest.param("h0stile " + "x" * 2000, Config, id="long-with-space"),
-    pytest.param("h0stile" + "x" * 1100, Config, id="too-long"),
-    pytest.param("h0stile,other", Config, id="comma"),
-    pytest.param("h0stile<script>", Config, id="default-rule"),
+    *(pytest.param(row.joined(), Config, id=row.name) for row in select()),
     pytest.param(
-        "h0stile-1",
-        lambda: Config(validator=lambda v: "h0stile" not in v),
+        "EVIL-1",
+        lambda: Config(validator=lambda v: MARKER not in v),
         id="custom-validator",
     ),
-    pytest.param(
-        "h0stile\r\nX: 1",
-        lambda: Config(validator=lambda v: True),
-        id="permissive-validator",
+    *(
+        pytest.param(
+            row.joined(),
+            lambda: Config(validator=lambda v: True),
+            id=f"{row.name}-permissive-validator",
+        )
+        for row in select(fails_floor=True)
     ),
     pytest.param(
-        "h0stile-2",
+        "EVIL-2",
         lambda: Config(validator=_raise_with_value),
         id="validator-raises-with-value",
     ),
     pytest.param(
-        "h0stile-3",
+        "EVIL-3",
         lambda: Config(
             validator=_raise_with_value,
             generator=_sequence_generator("gen-1", RuntimeError("gen broke")),
@@ -411,7 +411,7 @@ def test_rejected_value_is_never_logged(
     config = make_config()
     caplog.set_level(logging.DEBUG, logger="correlation")
     result = resolve(config, hostile)
-    assert "h0stile" not in result
+    assert MARKER not in result
     records = [r for r in caplog.records if r.name.startswith("correlation")]
     # The replacement is logged, at DEBUG only.
     assert records
@@ -425,7 +425,7 @@ def test_rejected_value_is_never_logged(
             formatter.format(record),
         ]
         for text in texts:
-            assert "h0stile" not in text
+            assert MARKER not in text
             assert hostile not in text
             assert repr(hostile) not in text
 

@@ -25,6 +25,7 @@ from asgi_testing import HEX32, TIMEOUT
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from djangoapp import middleware, views
+from hostile import MARKER, Hostile, hostile_params
 from log_testing import RecordCapture, capture_records, connected
 from werkzeug.test import Client
 from wsgi_testing import make_environ, run_wsgi
@@ -37,20 +38,6 @@ if TYPE_CHECKING:
 
 #: Requests the concurrency test keeps in flight at once.
 CONCURRENT = 30
-
-#: Values a WSGI server may hand over that the default rule or the hard floor
-#: rejects; the tests put them straight into the environ.
-HOSTILE = [
-    pytest.param("a,b", id="list"),
-    pytest.param("<script>alert(1)</script>", id="markup"),
-    pytest.param("x" * 129, id="too-long-for-the-rule"),
-    pytest.param("x" * 2000, id="too-long-for-the-floor"),
-    pytest.param("evil\r\nSet-Cookie: a=b", id="crlf"),
-    pytest.param("nul\x00byte", id="nul"),
-    pytest.param("\x1b[31mred", id="escape"),
-    pytest.param("caf\xc3\xa9", id="non-ascii"),
-    pytest.param("two words", id="space"),
-]
 
 VIEWS = [
     pytest.param("/async/", id="async-view"),
@@ -184,18 +171,18 @@ def test_views_and_django_middleware_see_the_id(
 
 
 @pytest.mark.parametrize("path", VIEWS)
-@pytest.mark.parametrize("hostile", HOSTILE)
+@pytest.mark.parametrize("row", hostile_params())
 def test_hostile_incoming_id_never_reaches_django(
-    app: WSGIApplication, path: str, hostile: str
+    app: WSGIApplication, path: str, row: Hostile
 ) -> None:
     """A rejected value is replaced before Django builds the request."""
-    reply = get(app, path, hostile)
+    reply = get(app, path, row.joined())
     request_id = reply.request_id
     assert HEX32.fullmatch(request_id)
     report = reply.json()
     assert report["before"] == report["after"] == request_id
     assert report["header"] == report["meta"] == request_id
-    assert hostile not in reply.text
+    assert MARKER not in reply.text
 
 
 # --- streaming and signals --------------------------------------------------

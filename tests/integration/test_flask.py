@@ -33,6 +33,7 @@ from flask import (
     stream_with_context,
 )
 from flask_probe import record_response_ids
+from hostile import MARKER, Hostile, hostile_params
 from log_testing import RecordCapture, capture_records
 from werkzeug.middleware.lint import LintMiddleware
 from werkzeug.test import Client
@@ -49,20 +50,6 @@ APP_NAME = "correlation_flask_tests"
 CHUNKS = 3
 #: Requests the concurrency tests keep in flight at once.
 CONCURRENT = 30
-
-#: Values a WSGI server may hand over that the default rule or the hard floor
-#: rejects; the tests put them straight into the environ.
-HOSTILE = [
-    pytest.param("a,b", id="list"),
-    pytest.param("<script>alert(1)</script>", id="markup"),
-    pytest.param("x" * 129, id="too-long-for-the-rule"),
-    pytest.param("x" * 2000, id="too-long-for-the-floor"),
-    pytest.param("evil\r\nSet-Cookie: a=b", id="crlf"),
-    pytest.param("nul\x00byte", id="nul"),
-    pytest.param("\x1b[31mred", id="escape"),
-    pytest.param("caf\xc3\xa9", id="non-ascii"),
-    pytest.param("two words", id="space"),
-]
 
 
 @dataclass
@@ -379,13 +366,13 @@ def test_propagated_exception_is_the_same_object_with_a_note(
 
 
 @pytest.mark.parametrize("path", VIEWS)
-@pytest.mark.parametrize("hostile", HOSTILE)
+@pytest.mark.parametrize("row", hostile_params())
 def test_hostile_incoming_id_never_reaches_flask(
-    app_and_probe: tuple[Flask, Probe], path: str, hostile: str
+    app_and_probe: tuple[Flask, Probe], path: str, row: Hostile
 ) -> None:
     """A rejected value is replaced before Flask builds its request."""
     app, probe = app_and_probe
-    reply = werkzeug_get(app, path, hostile)
+    reply = werkzeug_get(app, path, row.joined())
     request_id = reply.request_id
     assert HEX32.fullmatch(request_id)
     assert reply.json() == {
@@ -393,7 +380,7 @@ def test_hostile_incoming_id_never_reaches_flask(
         "headers": [request_id],
         "environ": request_id,
     }
-    assert hostile not in reply.text
+    assert MARKER not in reply.text
     assert {value for _, value in probe.events} == {request_id}
 
 

@@ -68,7 +68,7 @@ HOSTILE: tuple[Hostile, ...] = (
     _row("crlf", b"EVIL x\r\nSet-Cookie: a=EVIL"),
     _row("bare-cr", b"EVIL x\rSet-Cookie: a=EVIL"),
     _row("bare-lf", b"EVIL x\nSet-Cookie: a=EVIL"),
-    _row("forged-log-line", b"EVIL x\n2024-01-01 INFO forged EVIL"),
+    _row("lf-log-line", b"EVIL x\n2024-01-01 INFO forged EVIL"),
     _row("nul", b"EVIL x\x00tail"),
     # Terminal control: colours, a window title, a cleared screen.
     _row("ansi-colour", b"\x1b[31mEVIL\x1b[0m"),
