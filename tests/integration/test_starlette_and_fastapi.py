@@ -97,7 +97,7 @@ def test_hostile_id_is_replaced(
     framework: str, wiring: str, path: str, row: Hostile
 ) -> None:
     """A rejected incoming value is replaced everywhere by a generated id."""
-    headers = [(HEADER, value) for value in row.occurrences]
+    headers = [(HEADER.encode(), value) for value in row.occurrences]
     response = get(echo_app(framework, wiring), path, headers)
     request_id = assert_consistent(response)
     assert HEX32.fullmatch(request_id)

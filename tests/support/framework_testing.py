@@ -71,7 +71,9 @@ each_wiring = pytest.mark.parametrize("wiring", WIRINGS)
 inside_wirings = pytest.mark.parametrize("wiring", INSIDE_WIRINGS)
 
 #: Request headers as httpx takes them; bytes values are sent as they are.
-HttpHeaders = Mapping[str, str] | Sequence[tuple[str, str | bytes]] | None
+HttpHeaders = (
+    Mapping[str, str] | Sequence[tuple[str, str]] | Sequence[tuple[bytes, bytes]] | None
+)
 HttpEndpoint = Callable[[Request], Awaitable[Response]] | Callable[[Request], Response]
 WebSocketEndpoint = Callable[[WebSocket], Awaitable[None]]
 ErrorHandler = Callable[[Request, Any], Coroutine[Any, Any, Response]]
