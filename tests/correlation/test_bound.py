@@ -355,9 +355,9 @@ def test_decorating_a_non_callable_raises() -> None:
 
 def test_logged_lines_carry_the_blocks_id() -> None:
     """A record logged in a block gets its id through RequestIdFilter."""
-    from log_testing import capture_records
+    from log_testing import capture_logs
 
-    with capture_records("test.bound") as capture:
+    with capture_logs("test.bound") as capture:
         logger = logging.getLogger("test.bound")
         logger.warning("outside")
         with bound_request_id("cron-run"):

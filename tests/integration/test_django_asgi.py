@@ -22,7 +22,7 @@ from django.core.asgi import get_asgi_application
 from django.core.signals import request_finished, request_started
 from djangoapp import middleware, views
 from hostile import MARKER, Hostile, hostile_params
-from log_testing import RecordCapture, capture_records, connected
+from log_testing import LogCapture, capture_logs, connected
 
 from adapters._types import ASGIApp
 from adapters.asgi import RequestIdMiddleware
@@ -103,9 +103,9 @@ def app() -> Iterator[ASGIApp]:
 
 
 @pytest.fixture
-def request_log() -> Iterator[RecordCapture]:
+def request_log() -> Iterator[LogCapture]:
     """A handler with ``RequestIdFilter`` on Django's "django.request" logger."""
-    with capture_records("django.request") as handler:
+    with capture_logs("django.request") as handler:
         yield handler
 
 
@@ -262,7 +262,7 @@ def test_django_middleware_sees_the_id_both_ways(app: ASGIApp, path: str) -> Non
 @pytest.mark.parametrize("incoming", [None, b"err-42"])
 def test_django_request_log_record_carries_the_id(
     app: ASGIApp,
-    request_log: RecordCapture,
+    request_log: LogCapture,
     path: str,
     status: int,
     level: int,
@@ -284,7 +284,7 @@ def test_django_request_log_record_carries_the_id(
     assert vars(record)["request_id"] == request_id
 
 
-def test_log_record_outside_a_request_gets_a_dash(request_log: RecordCapture) -> None:
+def test_log_record_outside_a_request_gets_a_dash(request_log: LogCapture) -> None:
     """The same handler marks a record logged outside any request with "-"."""
     logging.getLogger("django.request").error("not in a request")
     (record,) = request_log.records

@@ -26,7 +26,7 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from djangoapp import middleware, views
 from hostile import MARKER, Hostile, hostile_params
-from log_testing import RecordCapture, capture_records, connected
+from log_testing import LogCapture, capture_logs, connected
 from werkzeug.test import Client
 from wsgi_testing import make_environ, run_wsgi
 
@@ -111,9 +111,9 @@ def assert_id(request_id: str, incoming: str | None) -> None:
 
 
 @pytest.fixture
-def request_log() -> Iterator[RecordCapture]:
+def request_log() -> Iterator[LogCapture]:
     """A handler with ``RequestIdFilter`` on Django's "django.request" logger."""
-    with capture_records("django.request") as handler:
+    with capture_logs("django.request") as handler:
         yield handler
 
 
@@ -253,7 +253,7 @@ def test_file_response_goes_to_the_file_wrapper_and_request_finished_sees_the_id
 @pytest.mark.parametrize("incoming", [None, "err-42"])
 def test_django_request_log_record_carries_the_id(
     app: WSGIApplication,
-    request_log: RecordCapture,
+    request_log: LogCapture,
     path: str,
     status: int,
     level: int,

@@ -34,7 +34,7 @@ from flask import (
 )
 from flask_probe import record_response_ids
 from hostile import MARKER, Hostile, hostile_params
-from log_testing import RecordCapture, capture_records
+from log_testing import LogCapture, capture_logs
 from werkzeug.middleware.lint import LintMiddleware
 from werkzeug.test import Client
 
@@ -238,9 +238,9 @@ def assert_note(error: BaseException, request_id: str) -> None:
 
 
 @pytest.fixture
-def app_log() -> Iterator[RecordCapture]:
+def app_log() -> Iterator[LogCapture]:
     """A handler with ``RequestIdFilter`` on the apps' ``app.logger``."""
-    with capture_records(APP_NAME) as handler:
+    with capture_logs(APP_NAME) as handler:
         yield handler
 
 
@@ -325,7 +325,7 @@ def test_stream_with_context_sees_the_id_and_the_header(
 @pytest.mark.parametrize("incoming", [None, "err-42"])
 def test_view_error_is_a_500_that_carries_the_id(
     app_and_probe: tuple[Flask, Probe],
-    app_log: RecordCapture,
+    app_log: LogCapture,
     driver: Driver,
     incoming: str | None,
 ) -> None:

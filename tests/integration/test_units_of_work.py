@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import io
 import logging
 import queue
 import sys
@@ -24,10 +23,9 @@ from dataclasses import dataclass, field
 import pytest
 from asgi_testing import HEX32, TIMEOUT
 from hostile import HOSTILE, MARKER
-from log_testing import RecordCapture
+from log_testing import LogCapture, capture_logs
 
 from correlation import bound_request_id, get_request_id
-from correlation.logging import RequestIdFilter
 
 #: Message header values, as raw bytes, and whether the consumer keeps them:
 #: two valid ones, none, and every one-occurrence row of the hostile table.
@@ -46,52 +44,15 @@ HEADERS: list[tuple[str, bytes | None, bool]] = [
 LOG_FORMAT = "%(request_id)s %(name)s %(levelname)s %(message)s"
 
 
-@dataclass
-class Logged:
-    """What the root logger's filtered handler wrote, and every record."""
-
-    stream: io.StringIO
-    capture: RecordCapture
-
-    def lines(self, *names: str) -> list[str]:
-        """The output lines of the loggers *names* (all when none given)."""
-        lines = self.stream.getvalue().splitlines()
-        if not names:
-            return lines
-        return [line for line in lines if line.split(" ")[1] in names]
-
-    def texts(self) -> list[str]:
-        """Every string a record holds: its message, arguments and attributes."""
-        return [
-            f"{record.getMessage()} {record.msg!r} {record.args!r} {vars(record)!r}"
-            for record in self.capture.records
-        ]
-
-
 @pytest.fixture
-def logged() -> Iterator[Logged]:
-    """A formatted and a capturing handler, both filtered, on the root at DEBUG.
+def logged() -> Iterator[LogCapture]:
+    """Every record on the root logger at DEBUG, filtered, as ``LOG_FORMAT`` lines.
 
     DEBUG lets the toolkit's own records (``correlation``, where a rejected
     value is reported without the value) through as well.
     """
-    root = logging.getLogger()
-    stream = io.StringIO()
-    output = logging.StreamHandler(stream)
-    output.setFormatter(logging.Formatter(LOG_FORMAT))
-    capture = RecordCapture()
-    for handler in (output, capture):
-        handler.setLevel(logging.DEBUG)
-        handler.addFilter(RequestIdFilter())
-        root.addHandler(handler)
-    old_level = root.level
-    root.setLevel(logging.DEBUG)
-    try:
-        yield Logged(stream, capture)
-    finally:
-        root.setLevel(old_level)
-        root.removeHandler(output)
-        root.removeHandler(capture)
+    with capture_logs("", level=logging.DEBUG, fmt=LOG_FORMAT) as capture:
+        yield capture
 
 
 # --- a Kafka-style consumer ------------------------------------------------------
@@ -170,7 +131,7 @@ def consume(messages: list[Message]) -> Consumer:
     return consumer
 
 
-def test_each_message_is_handled_under_its_own_checked_id(logged: Logged) -> None:
+def test_each_message_is_handled_under_its_own_checked_id(logged: LogCapture) -> None:
     """Valid header bytes are kept, missing or hostile ones replaced by new ids."""
     messages = [
         Message(name, {} if value is None else {"x-request-id": value})
@@ -203,7 +164,7 @@ def test_each_message_is_handled_under_its_own_checked_id(logged: Logged) -> Non
     ]
 
 
-def test_hostile_header_bytes_are_written_nowhere(logged: Logged) -> None:
+def test_hostile_header_bytes_are_written_nowhere(logged: LogCapture) -> None:
     """No log record and no logged line holds any part of a rejected value."""
     hostile = [(name, value) for name, value, kept in HEADERS if not kept and value]
     consumer = consume(
@@ -212,7 +173,7 @@ def test_hostile_header_bytes_are_written_nowhere(logged: Logged) -> None:
     assert len(consumer.handled) == len(hostile)
     # The toolkit reported each rejection, on its own logger, without the value.
     assert len(logged.lines("correlation")) == len(hostile)
-    output = logged.stream.getvalue()
+    output = logged.text()
     assert MARKER not in output
     assert "\x1b" not in output
     assert "\x00" not in output
@@ -226,7 +187,7 @@ def test_hostile_header_bytes_are_written_nowhere(logged: Logged) -> None:
 
 
 def test_consumer_thread_holds_no_id_between_messages_and_after(
-    logged: Logged,
+    logged: LogCapture,
 ) -> None:
     """Between messages and after the loop the thread has no id; copies read None."""
     consumer = consume(
@@ -260,7 +221,7 @@ def test_consumer_thread_holds_no_id_between_messages_and_after(
 # --- a CLI or cron job -----------------------------------------------------------
 
 
-def test_decorated_job_gets_a_new_id_on_every_run(logged: Logged) -> None:
+def test_decorated_job_gets_a_new_id_on_every_run(logged: LogCapture) -> None:
     """Each run of a @bound_request_id() job logs under a new id; None after."""
     logger = logging.getLogger("cron")
 
@@ -293,7 +254,7 @@ def test_decorated_job_gets_a_new_id_on_every_run(logged: Logged) -> None:
     ]
 
 
-def test_decorated_async_job_gets_a_new_id_on_every_run(logged: Logged) -> None:
+def test_decorated_async_job_gets_a_new_id_on_every_run(logged: LogCapture) -> None:
     """An async @bound_request_id() main: its tasks log its id; each run a new one."""
     logger = logging.getLogger("cron")
 
