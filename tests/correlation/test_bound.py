@@ -326,6 +326,45 @@ def test_decorated_coroutine_function_is_bound_for_the_awaited_call() -> None:
     assert outlived is None
 
 
+def test_decorated_coroutine_function_that_raises_notes_and_ends() -> None:
+    """An async def that raises: the same error, a note (3.11+), the id ended."""
+    copied: list[contextvars.Context] = []
+    error = LookupError("async boom")
+
+    @bound_request_id("async-raises")
+    async def job() -> None:
+        copied.append(contextvars.copy_context())
+        await asyncio.sleep(0)
+        raise error
+
+    async def main() -> str | None:
+        with pytest.raises(LookupError) as info:
+            await job()
+        assert info.value is error
+        return get_request_id()
+
+    assert asyncio.run(main()) is None
+    expected = ["request_id=async-raises"] if sys.version_info >= (3, 11) else []
+    assert getattr(error, "__notes__", []) == expected
+    assert copied[0].run(get_request_id) is None
+
+
+def test_exit_without_enter_does_nothing() -> None:
+    """Leaving a block that was never entered raises nothing and binds nothing."""
+    block = bound_request_id("never-entered")
+    block.__exit__(None, None, None)
+    assert get_request_id() is None
+
+
+def test_repr_says_whether_the_block_is_entered() -> None:
+    """The repr names the public class and its state, never the id."""
+    block = bound_request_id("secret-id")
+    assert repr(block) == "<correlation.bound_request_id not entered>"
+    with block:
+        assert repr(block) == "<correlation.bound_request_id entered>"
+    assert "secret-id" not in repr(block)
+
+
 def _generator() -> Iterator[int]:
     yield 1
 

@@ -281,6 +281,21 @@ def test_thread_subclass_overriding_run_is_carried() -> None:
     assert worker.seen == "subclass"
 
 
+def test_thread_with_run_set_on_the_instance_is_carried_and_restored() -> None:
+    """A run() assigned to the instance is carried, and is still there after."""
+    seen: list[str | None] = []
+
+    def own_run() -> None:
+        seen.append(get_request_id())
+
+    thread = Thread()
+    thread.run = own_run  # type: ignore[method-assign]
+    with bound_request_id("instance-run"):
+        _run(thread)
+    assert seen == ["instance-run"]
+    assert vars(thread)["run"] is own_run
+
+
 def test_thread_ends_its_binding_with_run() -> None:
     """A context copied in the thread reads None once run() returned."""
     copies: list[contextvars.Context] = []
