@@ -41,18 +41,16 @@ from __future__ import annotations
 import http.client
 import json
 import secrets
-import socket
-import struct
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
 import pytest
+import raw_http
 from asgi_probe import (
     LONG_LIMIT_SECONDS,
     RECORDS_PATH,
@@ -71,6 +69,8 @@ from asgi_servers import (
     serve_uvicorn_thread,
 )
 from asgi_testing import HEX32
+from hostile import Hostile, hostile_params
+from raw_http import RawResponse, get_request, header_line
 from servers import kept_alive
 
 HEADER = "X-Request-ID"
@@ -260,87 +260,9 @@ def final_id(response: httpx.Response, sent: str | None) -> str:
 # --- raw sockets --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RawResponse:
-    """What a server sent back on a raw socket, parsed leniently."""
-
-    raw: bytes
-    status: int | None
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    reset: bool
-
-    def values(self, name: str) -> list[bytes]:
-        """Every value of the *name* header."""
-        key = name.lower().encode()
-        return [v for n, v in self.headers if n == key]
-
-
-def dechunk(body: bytes) -> bytes:
-    """Decode a chunked body, as far as it arrived."""
-    out = bytearray()
-    while body:
-        size_line, separator, rest = body.partition(b"\r\n")
-        if not separator:
-            break
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2 :]
-    return bytes(out)
-
-
-def parse_response(raw: bytes, reset: bool) -> RawResponse:
-    """Split an HTTP/1.1 response into status, headers and (dechunked) body."""
-    head, separator, body = raw.partition(b"\r\n\r\n")
-    if not separator:
-        return RawResponse(raw, None, [], b"", reset)
-    status_line, *lines = head.split(b"\r\n")
-    headers = []
-    for line in lines:
-        name, _, value = line.partition(b":")
-        headers.append((name.strip().lower(), value.strip()))
-    response = RawResponse(raw, int(status_line.split(b" ")[1]), headers, body, reset)
-    if b"chunked" in b"".join(response.values("transfer-encoding")).lower():
-        body = dechunk(body)
-    return RawResponse(raw, response.status, headers, body, reset)
-
-
-def raw_request(path: str, header_lines: bytes = b"") -> bytes:
-    """A GET request for *path* that asks the server to close afterwards."""
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".encode()
-        + header_lines
-        + b"\r\n"
-    )
-
-
 def exchange(live: Live, request: bytes) -> RawResponse:
-    """Send *request* on a new socket; read until the server closes or resets.
-
-    A server may stop reading a huge request and reset the connection; that
-    is recorded, not raised. Every socket operation is bounded.
-    """
-    received = bytearray()
-    reset = False
-    with socket.create_connection(live.address, timeout=SOCKET_TIMEOUT) as sock:
-        try:
-            sock.sendall(request)
-        except (BrokenPipeError, ConnectionResetError):
-            reset = True
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-                assert len(received) < 4 * 1024 * 1024, "runaway response"
-        except ConnectionResetError:
-            reset = True
-    return parse_response(bytes(received), reset)
-
-
-def header_line(value: bytes, name: bytes = b"X-Request-ID") -> bytes:
-    """One raw header line."""
-    return name + b": " + value + b"\r\n"
+    """``raw_http.exchange`` with *live*'s address and this module's timeout."""
+    return raw_http.exchange(live.address, request, timeout=SOCKET_TIMEOUT)
 
 
 # --- conformance --------------------------------------------------------------
@@ -378,12 +300,12 @@ def test_conformance(
     """Each header case ends in the contract's id, whatever the server passes on."""
     token = new_token(name)
     lines = b"".join(header_line(v) for v in values)
-    response = exchange(server, raw_request(f"/id?t={token}", lines))
+    response = exchange(server, get_request(f"/id?t={token}", lines, http11=True))
 
     assert response.status == 200, response.raw[:500]
     echoed = response.values(HEADER)
     assert len(echoed) == 1, echoed
-    final = echoed[0].decode("ascii")
+    final = echoed[0]
     if expected is None:
         assert HEX32.fullmatch(final), final
         assert final.encode() not in values
@@ -551,16 +473,12 @@ def first_line_then_reset(live: Live, token: str, request_id: str) -> RawRespons
         f"GET /long?t={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"{HEADER}: {request_id}\r\n\r\n"
     ).encode()
-    received = b""
-    with socket.create_connection(live.address, timeout=SOCKET_TIMEOUT) as sock:
-        sock.sendall(request)
-        while b"\n" not in received.partition(b"\r\n\r\n")[2].partition(b"{")[2]:
-            chunk = sock.recv(65536)
-            assert chunk, f"the server closed the stream early: {received[:500]!r}"
-            received += chunk
-        # Linger 0: close() resets the connection instead of a FIN handshake.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    return parse_response(received, reset=False)
+    return raw_http.read_then_reset(
+        live.address,
+        request,
+        lambda so_far: b"\n" in so_far.body.partition(b"{")[2],
+        timeout=SOCKET_TIMEOUT,
+    )
 
 
 def test_client_gone_mid_stream_leaves_no_id_behind(server: Live) -> None:
@@ -569,7 +487,7 @@ def test_client_gone_mid_stream_leaves_no_id_behind(server: Live) -> None:
     abandoned = "abandoned-" + secrets.token_hex(6)
     response = first_line_then_reset(server, token, abandoned)
     assert response.status == 200
-    assert response.values(HEADER) == [abandoned.encode()]
+    assert response.values(HEADER) == [abandoned]
     body = response.raw.partition(b"\r\n\r\n")[2]
     start = body.index(b"{")
     first = json.loads(body[start : body.index(b"\n", start)])
@@ -697,43 +615,22 @@ def test_exception_reaching_the_server_names_the_request(
 # --- hostile bytes over raw sockets -------------------------------------------
 
 
-def hostile_cases(marker: bytes) -> list[tuple[str, bytes]]:
-    """(name, raw header lines) a client library would refuse to send.
+@pytest.mark.parametrize("row", hostile_params(plain_http=False))
+def test_hostile_bytes_never_come_back(server: Live, row: Hostile) -> None:
+    """Whatever the server does with hostile bytes, they never come back, and no 500.
 
-    Every hostile part holds *marker*; where a server might split the line,
-    the part before the split holds a space, so it is no valid id either.
+    The rows of the hostile table an HTTP client would refuse to send; the
+    plain ones go through the conformance cases above.
     """
-    big = (b"big-" + marker) * (300_000 // (len(marker) + 4) + 1)
-    return [
-        ("crlf-injection", header_line(b"inj " + marker + b"\r\nInjected: " + marker)),
-        ("bare-cr", header_line(b"cr " + marker + b"\rInjected: " + marker)),
-        ("bare-lf", header_line(b"lf " + marker + b"\nInjected: " + marker)),
-        ("nul", header_line(b"nul-" + marker + b"\x00tail")),
-        ("esc", header_line(b"esc-" + marker + b"\x1b[31mred\x1b[0m")),
-        ("del", header_line(b"del-" + marker + b"\x7f")),
-        ("300-kb", header_line(big[:300_000])),
-        (
-            "10000-duplicates",
-            b"".join(header_line(b"d%d-" % n + marker) for n in range(10_000)),
-        ),
-    ]
-
-
-HOSTILE_NAMES = [name for name, _ in hostile_cases(b"m")]
-
-
-@pytest.mark.parametrize("name", HOSTILE_NAMES)
-def test_hostile_bytes_never_come_back(server: Live, name: str) -> None:
-    """Whatever the server does with hostile bytes, they never come back, and no 500."""
     marker = secrets.token_hex(10).encode()
-    lines = dict(hostile_cases(marker))[name]
+    lines = b"".join(header_line(value) for value in row.with_marker(marker))
     token = new_token("hostile")
-    response = exchange(server, raw_request(f"/id?t={token}", lines))
+    response = exchange(server, get_request(f"/id?t={token}", lines, http11=True))
 
     # Nothing of the hostile value comes back: not in a header, not in the
     # body, not as an injected header; and no 5xx.
     assert marker not in response.raw, response.raw[:1000]
-    assert response.values("Injected") == []
+    assert response.values("Set-Cookie") == []
     assert response.status is None or response.status < 500, response.raw[:500]
 
     # The app answers 200 to every request it gets: any other outcome means
@@ -741,7 +638,7 @@ def test_hostile_bytes_never_come_back(server: Live, name: str) -> None:
     records = settled_records(server, token, 1 if response.status == 200 else 0)
     reached = by_token(records["seen"]).get(token)
     outcome = "reached the app" if reached else f"refused: {response.status}"
-    print(server.name, name, outcome, "reset" if response.reset else "")
+    print(server.name, row.name, outcome, "reset" if response.reset else "")
     if reached is None:
         # Refused by the server before the app ran: a 4xx or a closed
         # connection, never an id.
@@ -753,7 +650,7 @@ def test_hostile_bytes_never_come_back(server: Live, name: str) -> None:
     assert reached["status"] == response.status == 200, response.raw[:500]
     [final] = reached["echoed"]
     assert HEX32.fullmatch(final), final
-    assert response.values(HEADER) == [final.encode()]
+    assert response.values(HEADER) == [final]
     check_reports(reports_in(response.body), final, token)
     check_logs(records["logs"], {token: final}, {token: 1})
 

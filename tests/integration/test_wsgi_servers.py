@@ -31,7 +31,6 @@ import json
 import os
 import secrets
 import socket
-import struct
 import sys
 import threading
 import weakref
@@ -45,6 +44,8 @@ from typing import Any
 import httpx
 import pytest
 from asgi_testing import HEX32
+from hostile import HOSTILE, Hostile
+from raw_http import exchange, get_request, header_line, read_then_reset
 from servers import (
     WsgiServer,
     kept_alive,
@@ -449,94 +450,6 @@ def server_threads(kind: Kind, replies: Sequence[Reply]) -> set[tuple[int, int]]
     return threads
 
 
-# --- raw sockets ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RawResponse:
-    """What a server sent back on a raw socket (maybe nothing at all)."""
-
-    raw: bytes
-    error: str | None
-
-    @property
-    def head(self) -> bytes:
-        """The status line and headers (everything, if there is no blank line)."""
-        return self.raw.partition(b"\r\n\r\n")[0]
-
-    @property
-    def body(self) -> bytes:
-        """What follows the head."""
-        return self.raw.partition(b"\r\n\r\n")[2]
-
-    @property
-    def status(self) -> int | None:
-        """The status code, or ``None`` when the server sent no response."""
-        if not self.raw.startswith(b"HTTP/"):
-            return None
-        return int(self.head.split(b" ", 2)[1])
-
-    def values(self, name: str) -> list[str]:
-        """The values of every *name* header, decoded as latin-1."""
-        key = name.lower().encode()
-        found = []
-        for line in self.head.split(b"\r\n")[1:]:
-            header, _, value = line.partition(b":")
-            if header.strip().lower() == key:
-                found.append(value.strip().decode("latin-1"))
-        return found
-
-
-def raw_exchange(address: tuple[str, int], request: bytes) -> RawResponse:
-    """Send *request* on a new socket; return all the server sends until EOF.
-
-    The request should be HTTP/1.0, so the server closes after one response.
-    It is sent from a second thread while this one reads, so a server that
-    answers (and closes) before it read a huge request is still heard. A reset
-    ends the reading; every socket operation is bounded by SOCKET_TIMEOUT.
-    """
-    received = bytearray()
-    error: str | None = None
-    with socket.create_connection(address, timeout=SOCKET_TIMEOUT) as sock:
-
-        def send() -> None:
-            # The server may close before it read everything: that is an
-            # answer too, seen by the reader.
-            try:
-                sock.sendall(request)
-            except OSError:
-                return
-
-        sender = threading.Thread(target=send, name="raw-sender", daemon=True)
-        sender.start()
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-                assert len(received) < 1024 * 1024, "runaway response"
-        except ConnectionError as exc:
-            error = type(exc).__name__
-        finally:
-            sender.join(SOCKET_TIMEOUT)
-        assert not sender.is_alive(), "the request could not be sent in time"
-    return RawResponse(bytes(received), error)
-
-
-def raw_get(path: str, header_lines: bytes = b"") -> bytes:
-    """An HTTP/1.0 GET of *path* with *header_lines* (each ending in CRLF)."""
-    return (
-        b"GET "
-        + path.encode()
-        + b" HTTP/1.0\r\nHost: 127.0.0.1\r\n"
-        + header_lines
-        + b"\r\n"
-    )
-
-
-def line(value: bytes, name: bytes = b"X-Request-ID") -> bytes:
-    """One raw header line."""
-    return name + b": " + value + b"\r\n"
-
-
 # --- conformance: what any HTTP client can send -----------------------------------
 
 
@@ -553,19 +466,22 @@ class Case:
 
 
 CASES = [
-    Case("valid", lambda t: line(f"valid-{t}".encode()), lambda t: f"valid-{t}"),
+    Case("valid", lambda t: header_line(f"valid-{t}".encode()), lambda t: f"valid-{t}"),
     Case("absent", lambda t: b"", None),
-    Case("129 characters", lambda t: line(t.encode().ljust(129, b"x")), None),
-    Case("2000 characters", lambda t: line(t.encode().ljust(2000, b"x")), None),
-    Case("latin-1", lambda t: line(f"caf\xe9-{t}".encode("latin-1")), None),
-    Case("duplicated", lambda t: line(b"a") + line(b"b"), None),
+    Case("129 characters", lambda t: header_line(t.encode().ljust(129, b"x")), None),
+    Case("2000 characters", lambda t: header_line(t.encode().ljust(2000, b"x")), None),
+    Case("latin-1", lambda t: header_line(f"caf\xe9-{t}".encode("latin-1")), None),
+    Case("duplicated", lambda t: header_line(b"a") + header_line(b"b"), None),
     Case(
         "surrounded by whitespace",
-        lambda t: line(f"  ws-{t}  ".encode()),
+        lambda t: header_line(f"  ws-{t}  ".encode()),
         lambda t: f"ws-{t}",
     ),
     Case(
-        "trust_incoming=False", lambda t: line(f"untrusted-{t}".encode()), None, False
+        "trust_incoming=False",
+        lambda t: header_line(f"untrusted-{t}".encode()),
+        None,
+        False,
     ),
 ]
 
@@ -594,7 +510,9 @@ def test_conformance(pool: Pool, server: str, app: str, case: Case) -> None:
     token = secrets.token_hex(8)
     path = mount(app, trusted=case.trusted) + "/stream"
     with serving(pool, server) as live:
-        response = raw_exchange(live.address, raw_get(path, case.lines(token)))
+        response = exchange(
+            live.address, get_request(path, case.lines(token)), timeout=SOCKET_TIMEOUT
+        )
         assert response.status == 200, response.raw[:500]
         echoed = response.values(HEADER)
         assert len(echoed) == 1, echoed
@@ -716,19 +634,15 @@ def abandon_long_stream(live: Live, path: str, request_id: str) -> dict[str, Any
     Returns the first line's report. The body would run for
     LONG_LIMIT_SECONDS; the server learns of the reset on a later write.
     """
-    request = raw_get(path, line(request_id.encode()))
-    received = b""
-    with socket.create_connection(live.address, timeout=SOCKET_TIMEOUT) as sock:
-        sock.sendall(request)
-        # The first line may come in a chunk of chunked encoding: find it.
-        while b"}" not in received.partition(b"\r\n\r\n")[2]:
-            chunk = sock.recv(65536)
-            assert chunk, f"the server closed the stream early: {received[:500]!r}"
-            received += chunk
-        # Linger 0: close() resets the connection instead of a FIN handshake.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    response = RawResponse(received, None)
-    assert response.status == 200, received[:500]
+    request = get_request(path, header_line(request_id.encode()))
+    # The first line may come in a chunk of chunked encoding: find it.
+    response = read_then_reset(
+        live.address,
+        request,
+        lambda so_far: b"}" in so_far.raw.partition(b"\r\n\r\n")[2],
+        timeout=SOCKET_TIMEOUT,
+    )
+    assert response.status == 200, response.raw[:500]
     assert response.values(HEADER) == [request_id]
     body = response.body
     start = body.index(b"{")
@@ -898,60 +812,40 @@ def test_an_app_error_names_the_request(pool: Pool, failure: Failure) -> None:
 # --- hostile bytes no HTTP client sends -------------------------------------------
 
 
-@dataclass(frozen=True)
-class Hostile:
-    """Request header lines no well-behaved HTTP client would send."""
-
-    name: str
-    #: Raw header lines holding the marker, each ending in CRLF.
-    lines: Callable[[bytes], bytes]
-    #: Plain HTTP within every server's limits, which every server must hand
-    #: to the app; the others (control characters, obsolete syntax, huge
-    #: headers) a server may refuse.
-    valid_http: bool = False
-
-
-HOSTILE = [
-    Hostile("2000 characters", lambda m: line(((b"long-" + m) * 70)[:2000]), True),
-    Hostile("script", lambda m: line(b"<script>" + m + b"</script>"), True),
-    Hostile(
-        "script with a space", lambda m: line(b'<script>alert("' + m + b'") x'), True
+#: Every row of the hostile table as sent, and one under a lower-case name.
+HOSTILE_LINES = [
+    *(pytest.param(row, b"X-Request-ID", id=row.name) for row in HOSTILE),
+    *(
+        pytest.param(row, b"x-request-id", id=f"{row.name}-lower-case-name")
+        for row in HOSTILE
+        if row.name == "markup"
     ),
-    Hostile("lower-case name", lambda m: line(b"<" + m + b">", b"x-request-id"), True),
-    Hostile("list", lambda m: line(b"a-" + m + b", b-" + m), True),
-    Hostile("repeated", lambda m: line(b"r1-" + m) + line(b"r2-" + m), True),
-    Hostile("UTF-8", lambda m: line(b"id-" + m + "\u00e9".encode()), True),
-    # CR/LF inside a value, as an injection attempt. Split at the CR or LF
-    # or not, every part holding the marker is invalid on its own.
-    Hostile(
-        "CRLF fold", lambda m: line(b"fold " + m) + b" Set-Cookie: x=" + m + b"\r\n"
-    ),
-    Hostile("bare CR", lambda m: line(b"cr " + m + b"\rSet-Cookie: x=" + m)),
-    Hostile("bare LF", lambda m: line(b"lf " + m + b"\nSet-Cookie: x=" + m)),
-    Hostile("NUL", lambda m: line(b"nul-" + m + b"\x00x")),
-    Hostile("ESC sequence", lambda m: line(b"esc-" + m + b"\x1b[31m\x1b]0;title\x07")),
-    Hostile("DEL", lambda m: line(b"del-" + m + b"\x7f")),
-    Hostile("300 KB", lambda m: line(m * (300 * 1024 // len(m)))),
-    Hostile("10000 duplicates", lambda m: line(b"dup-" + m) * 10_000),
 ]
 
 
 @each_server
-@pytest.mark.parametrize("case", HOSTILE, ids=[c.name for c in HOSTILE])
+@pytest.mark.parametrize(("row", "name"), HOSTILE_LINES)
 def test_hostile_header_never_comes_back(
-    pool: Pool, server: str, case: Hostile
+    pool: Pool, server: str, row: Hostile, name: bytes
 ) -> None:
-    """A hostile X-Request-ID never comes back; if the app runs, its id is fresh."""
+    """A hostile X-Request-ID never comes back; if the app runs, its id is fresh.
+
+    The rows that are plain HTTP every server must hand to the app; the
+    others a server may refuse.
+    """
     marker = secrets.token_hex(12).encode()
+    lines = b"".join(header_line(value, name) for value in row.with_marker(marker))
     path = mount("probe") + "/id"
     with serving(pool, server) as live:
-        response = raw_exchange(live.address, raw_get(path, case.lines(marker)))
+        response = exchange(
+            live.address, get_request(path, lines), timeout=SOCKET_TIMEOUT
+        )
         records = live.records()
-    print(server, case.name, response.status, response.error, records["arrivals"][:1])
+    print(server, row.name, response.status, response.reset, records["arrivals"][:1])
     assert marker not in response.head, response.head
     assert response.values("Set-Cookie") == []
     if records["calls"] == 0:
-        assert not case.valid_http, (response.status, response.raw[:500])
+        assert not row.plain_http, (response.status, response.raw[:500])
         # The server refused it before the app ran: a 4xx, or it just closed.
         # Its own error page is its business (waitress quotes the bad line).
         assert response.status is None or 400 <= response.status < 500, response.raw
@@ -975,11 +869,15 @@ def test_a_bare_cr_or_lf_inside_a_value(
 ) -> None:
     """A bare CR/LF in a value is refused, or ends the line; the rest never returns."""
     token = secrets.token_hex(8)
-    header = line(
+    header = header_line(
         f"split-{token}".encode() + terminator + b"Set-Cookie: x=" + token.encode()
     )
     with serving(pool, server) as live:
-        response = raw_exchange(live.address, raw_get(mount("probe") + "/id", header))
+        response = exchange(
+            live.address,
+            get_request(mount("probe") + "/id", header),
+            timeout=SOCKET_TIMEOUT,
+        )
         records = live.records()
     assert response.values("Set-Cookie") == []
     if live.kind.splits_at_bare_cr_lf:

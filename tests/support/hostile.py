@@ -70,6 +70,8 @@ HOSTILE: tuple[Hostile, ...] = (
     _row("bare-lf", b"EVIL x\nSet-Cookie: a=EVIL"),
     _row("lf-log-line", b"EVIL x\n2024-01-01 INFO forged EVIL"),
     _row("nul", b"EVIL x\x00tail"),
+    # An obsolete line fold: a server may unfold it into one value.
+    _row("obs-fold", b"EVIL x\r\n Set-Cookie: a=EVIL"),
     # Terminal control: colours, a window title, a cleared screen.
     _row("ansi-colour", b"\x1b[31mEVIL\x1b[0m"),
     _row("osc-window-title", b"\x1b]0;EVIL\x07"),
