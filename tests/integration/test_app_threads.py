@@ -334,8 +334,8 @@ def test_uvicorn_default_executor_set_in_lifespan_carries_the_id(
     """run_in_executor(None, fn) sees each request's id on a live uvicorn server."""
     plan = ["exec-1", None, "exec-2", None]
     with (
-        serve_uvicorn(executor_app(), http=http) as url,
-        httpx.Client(base_url=url, timeout=TIMEOUT) as client,
+        serve_uvicorn(executor_app(), http=http) as server,
+        httpx.Client(base_url=server.url, timeout=TIMEOUT) as client,
     ):
         responses = [
             client.get("/", headers={} if sent is None else {HEADER: sent})

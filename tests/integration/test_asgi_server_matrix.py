@@ -61,7 +61,7 @@ from asgi_probe import (
     wsgi_app,
 )
 from asgi_servers import (
-    Live,
+    Running,
     serve_daphne,
     serve_granian,
     serve_gunicorn_uvicorn,
@@ -104,7 +104,7 @@ HAS_NOTES = sys.version_info >= (3, 11)
 # --- servers ------------------------------------------------------------------
 
 
-def start(name: str) -> AbstractContextManager[Live]:
+def start(name: str) -> AbstractContextManager[Running]:
     """A context manager that runs the named server with a new probe app."""
     probe = RECORDS_PATH
     if name == "uvicorn-h11":
@@ -122,18 +122,18 @@ def start(name: str) -> AbstractContextManager[Live]:
 
 
 @pytest.fixture(scope="module", params=list(FRAMEWORK))
-def server(request: pytest.FixtureRequest) -> Iterator[Live]:
+def server(request: pytest.FixtureRequest) -> Iterator[Running]:
     """Each server in turn, running for every test of this module that uses it."""
     with start(request.param) as live:
         yield live
-        log = live.read_log()
+        log = live.log()
     # What no response shows: an exception nobody handled, a task or
     # coroutine dropped on the floor.
     for sign in ("Exception ignored", "was never retrieved", "was never awaited"):
         assert sign not in log, log
 
 
-def framework(live: Live) -> str:
+def framework(live: Running) -> str:
     """The framework *live* serves."""
     return FRAMEWORK[live.name]
 
@@ -146,7 +146,7 @@ def new_token(label: str) -> str:
     return f"{label}-{secrets.token_hex(6)}"
 
 
-def new_client(live: Live, connections: int = 1) -> httpx.Client:
+def new_client(live: Running, connections: int = 1) -> httpx.Client:
     """A keep-alive client for *live* with at most *connections* connections.
 
     Plain HTTP only: ``verify=False`` just skips loading the CA bundle, which
@@ -158,7 +158,7 @@ def new_client(live: Live, connections: int = 1) -> httpx.Client:
     )
 
 
-def fetch_records(live: Live, prefix: str) -> dict[str, list[dict[str, Any]]]:
+def fetch_records(live: Running, prefix: str) -> dict[str, list[dict[str, Any]]]:
     """The server-side records of every request whose token starts with *prefix*."""
     connection = http.client.HTTPConnection(*live.address, timeout=SOCKET_TIMEOUT)
     try:
@@ -173,7 +173,7 @@ def fetch_records(live: Live, prefix: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def settled_records(
-    live: Live,
+    live: Running,
     prefix: str,
     seen: int,
     ready: Callable[[dict[str, list[dict[str, Any]]]], bool] = lambda _: True,
@@ -260,7 +260,7 @@ def final_id(response: httpx.Response, sent: str | None) -> str:
 # --- raw sockets --------------------------------------------------------------
 
 
-def exchange(live: Live, request: bytes) -> RawResponse:
+def exchange(live: Running, request: bytes) -> RawResponse:
     """``raw_http.exchange`` with *live*'s address and this module's timeout."""
     return raw_http.exchange(live.address, request, timeout=SOCKET_TIMEOUT)
 
@@ -295,7 +295,7 @@ HANDED_OVER: dict[str, list[list[str]]] = {
 
 @pytest.mark.parametrize(("name", "values", "expected"), CONFORMANCE)
 def test_conformance(
-    server: Live, name: str, values: list[bytes], expected: str | None
+    server: Running, name: str, values: list[bytes], expected: str | None
 ) -> None:
     """Each header case ends in the contract's id, whatever the server passes on."""
     token = new_token(name)
@@ -330,7 +330,7 @@ def test_conformance(
     check_logs(records["logs"], {token: final}, {token: 1})
 
 
-def test_untrusted_config_always_generates(server: Live) -> None:
+def test_untrusted_config_always_generates(server: Running) -> None:
     """With trust_incoming=False a valid incoming id is replaced by a new one."""
     token = new_token("untrusted")
     sent = "client-chosen-" + secrets.token_hex(4)
@@ -362,7 +362,7 @@ def concurrent_plan(prefix: str) -> list[tuple[str, str, str | None]]:
 
 
 def send_concurrently(
-    live: Live, plan: Sequence[tuple[str, str, str | None]]
+    live: Running, plan: Sequence[tuple[str, str, str | None]]
 ) -> list[httpx.Response]:
     """Send *plan* from CONNECTIONS threads at once, over as many connections.
 
@@ -383,7 +383,7 @@ def send_concurrently(
         return list(pool.map(one, plan))
 
 
-def test_concurrent_requests_each_see_only_their_own_id(server: Live) -> None:
+def test_concurrent_requests_each_see_only_their_own_id(server: Running) -> None:
     """520 concurrent requests: no id mix-up in handler, chunks, headers or logs."""
     prefix = new_token("par")
     plan = concurrent_plan(prefix)
@@ -421,7 +421,7 @@ def test_concurrent_requests_each_see_only_their_own_id(server: Live) -> None:
 # --- keep-alive ---------------------------------------------------------------
 
 
-def test_keep_alive_requests_without_header_get_fresh_ids(server: Live) -> None:
+def test_keep_alive_requests_without_header_get_fresh_ids(server: Running) -> None:
     """On one reused connection, requests without an id each get a new one."""
     prefix = new_token("keep")
     first = "first-" + secrets.token_hex(6)
@@ -467,7 +467,7 @@ def test_keep_alive_requests_without_header_get_fresh_ids(server: Live) -> None:
 # --- a client that leaves mid-stream ------------------------------------------
 
 
-def first_line_then_reset(live: Live, token: str, request_id: str) -> RawResponse:
+def first_line_then_reset(live: Running, token: str, request_id: str) -> RawResponse:
     """GET /long, read its first report line, then reset the connection."""
     request = (
         f"GET /long?t={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -481,7 +481,7 @@ def first_line_then_reset(live: Live, token: str, request_id: str) -> RawRespons
     )
 
 
-def test_client_gone_mid_stream_leaves_no_id_behind(server: Live) -> None:
+def test_client_gone_mid_stream_leaves_no_id_behind(server: Running) -> None:
     """After a client resets a long stream, the next requests are clean."""
     token = new_token("gone")
     abandoned = "abandoned-" + secrets.token_hex(6)
@@ -529,10 +529,10 @@ def test_client_gone_mid_stream_leaves_no_id_behind(server: Live) -> None:
 # --- the app raising ----------------------------------------------------------
 
 
-def wait_for_log(live: Live, text: str) -> str:
+def wait_for_log(live: Running, text: str) -> str:
     """The server's log once it holds *text* (it may lag behind the response)."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    while text not in (log := live.read_log()):
+    while text not in (log := live.log()):
         if time.monotonic() >= deadline:
             raise AssertionError(f"{live.name} never logged {text!r}:\n{log}")
         time.sleep(0.01)
@@ -540,7 +540,7 @@ def wait_for_log(live: Live, text: str) -> str:
 
 
 def check_escaped(
-    live: Live, entry: dict[str, Any], token: str, request_id: str
+    live: Running, entry: dict[str, Any], token: str, request_id: str
 ) -> None:
     """The exception that reached the server names the request, and so does its log.
 
@@ -559,7 +559,7 @@ def check_escaped(
         assert note not in log, log
 
 
-def test_error_inside_the_framework_answers_500_with_the_id(server: Live) -> None:
+def test_error_inside_the_framework_answers_500_with_the_id(server: Running) -> None:
     """The framework's own 500 carries the id; the failure is logged with it."""
     token = new_token("error")
     sent = "error-" + secrets.token_hex(6)
@@ -595,7 +595,7 @@ def test_error_inside_the_framework_answers_500_with_the_id(server: Live) -> Non
     ],
 )
 def test_exception_reaching_the_server_names_the_request(
-    server: Live, path: str, status_carries_id: bool
+    server: Running, path: str, status_carries_id: bool
 ) -> None:
     """An exception reaching the server names the request; an app-made 500 has it."""
     token = new_token("escape")
@@ -616,7 +616,7 @@ def test_exception_reaching_the_server_names_the_request(
 
 
 @pytest.mark.parametrize("row", hostile_params(plain_http=False))
-def test_hostile_bytes_never_come_back(server: Live, row: Hostile) -> None:
+def test_hostile_bytes_never_come_back(server: Running, row: Hostile) -> None:
     """Whatever the server does with hostile bytes, they never come back, and no 500.
 
     The rows of the hostile table an HTTP client would refuse to send; the
@@ -659,7 +659,7 @@ def test_hostile_bytes_never_come_back(server: Live, row: Hostile) -> None:
 
 
 @contextmanager
-def uvicorn_with(http: Literal["h11", "httptools"], adapter: str) -> Iterator[Live]:
+def uvicorn_with(http: Literal["h11", "httptools"], adapter: str) -> Iterator[Running]:
     """uvicorn (asyncio loop) serving the ASGI probe, or the WSGI one via a bridge."""
     if adapter == "asgi":
         with serve_uvicorn_thread(
@@ -769,7 +769,7 @@ def test_large_body_id_never_leaks_into_the_next_requests(
 # --- work after the response --------------------------------------------------
 
 
-def test_work_after_the_response_leaves_the_next_request_clean(server: Live) -> None:
+def test_work_after_the_response_leaves_the_next_request_clean(server: Running) -> None:
     """A request arriving while the previous one works after its response sees no id."""
     prefix = new_token("linger")
     first, second = f"{prefix}-0", f"{prefix}-1"

@@ -401,7 +401,7 @@ def test_uvicorn_process_soak() -> None:
         # Ended ones only, and not one per request: see ASGI_ENDED_BINDINGS_LIMIT.
         assert end["bindings"] <= ASGI_ENDED_BINDINGS_LIMIT, run.summary()
         assert end["tasks"] <= run.diag_start["tasks"], run.summary()
-    assert "Traceback" not in server.output(), server.output()
+    assert "Traceback" not in server.log(), server.log()
 
 
 def test_waitress_process_soak() -> None:
@@ -413,4 +413,4 @@ def test_waitress_process_soak() -> None:
         assert end["binding_in_context"] is False
         assert end["bindings"] == 0
         assert end["threads"] == run.diag_warm["threads"] == WAITRESS_THREADS + 1
-    assert "Traceback" not in server.output(), server.output()
+    assert "Traceback" not in server.log(), server.log()

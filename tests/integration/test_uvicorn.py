@@ -267,8 +267,8 @@ def test_concurrent_requests_each_see_only_their_own_id(http: UvicornHTTP) -> No
     """200 concurrent requests on reused connections each see only the id they sent."""
     app = build_app()
     plan = _plan(with_header=True)
-    with serve_uvicorn(app, http=http) as url:
-        responses = asyncio.run(send_concurrently(url, plan))
+    with serve_uvicorn(app, http=http) as server:
+        responses = asyncio.run(send_concurrently(server.url, plan))
 
     replies = [
         check_reply(r, sent) for r, (_, sent) in zip(responses, plan, strict=True)
@@ -286,8 +286,8 @@ def test_concurrent_mix_with_and_without_header(http: UvicornHTTP) -> None:
     """Requests without a header get distinct fresh ids, never a neighbour's id."""
     app = build_app()
     plan = _plan(with_header=None)
-    with serve_uvicorn(app, http=http) as url:
-        responses = asyncio.run(send_concurrently(url, plan))
+    with serve_uvicorn(app, http=http) as server:
+        responses = asyncio.run(send_concurrently(server.url, plan))
 
     replies = [
         check_reply(r, sent) for r, (_, sent) in zip(responses, plan, strict=True)
@@ -338,8 +338,8 @@ def test_keep_alive_request_without_header_gets_a_fresh_id(http: UvicornHTTP) ->
         ("GET", "/sync", second, None),
         ("GET", "/sync", None, None),
     ]
-    with serve_uvicorn(app, http=http) as url:
-        responses = asyncio.run(_sequential(url, steps))
+    with serve_uvicorn(app, http=http) as server:
+        responses = asyncio.run(_sequential(server.url, steps))
 
     replies = [check_reply(r, s[2]) for r, s in zip(responses, steps, strict=True)]
     assert len({r.port for r in replies}) == 1, "the connection was not reused"
@@ -364,8 +364,8 @@ def test_large_body_does_not_leak_id_into_next_requests(http: UvicornHTTP) -> No
         ("POST", "/upload", None, body),
         ("GET", "/async", None, None),
     ]
-    with serve_uvicorn(app, http=http) as url:
-        responses = asyncio.run(_sequential(url, steps))
+    with serve_uvicorn(app, http=http) as server:
+        responses = asyncio.run(_sequential(server.url, steps))
 
     replies = [check_reply(r, s[2]) for r, s in zip(responses, steps, strict=True)]
     assert responses[0].json()["size"] == LARGE_BODY

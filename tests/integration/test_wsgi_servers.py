@@ -47,7 +47,7 @@ from asgi_testing import HEX32
 from hostile import HOSTILE, Hostile
 from raw_http import exchange, get_request, header_line, read_then_reset
 from servers import (
-    WsgiServer,
+    Running,
     kept_alive,
     serve_gunicorn,
     serve_waitress,
@@ -123,7 +123,7 @@ class Kind:
     #: Whether a bare CR or LF inside a header value ends the header line
     #: (``email.feedparser`` under ``http.server``) instead of a 400.
     splits_at_bare_cr_lf: bool
-    start: Callable[[], AbstractContextManager[WsgiServer]]
+    start: Callable[[], AbstractContextManager[Running]]
 
     @property
     def apps(self) -> tuple[str, ...]:
@@ -133,9 +133,9 @@ class Kind:
 
 @contextmanager
 def in_process(
-    serve: Callable[[Recorder], AbstractContextManager[WsgiServer]],
+    serve: Callable[[Recorder], AbstractContextManager[Running]],
     recorder: Recorder,
-) -> Iterator[WsgiServer]:
+) -> Iterator[Running]:
     """Serve a site in this process; detach its log handlers afterwards."""
     try:
         with serve(recorder) as server:
@@ -237,10 +237,10 @@ class Pool:
 
     def __init__(self, stack: ExitStack) -> None:
         self.stack = stack
-        self.running: dict[str, WsgiServer] = {}
+        self.running: dict[str, Running] = {}
         self.pids: dict[str, int] = {}
 
-    def get(self, name: str) -> WsgiServer:
+    def get(self, name: str) -> Running:
         """The running server *name*; started now if it is not yet."""
         if name not in self.running:
             self.running[name] = self.stack.enter_context(KINDS[name].start())
@@ -259,7 +259,7 @@ class Live:
     """A server a test talks to, with its records cleared for the test."""
 
     kind: Kind
-    server: WsgiServer
+    server: Running
     log_start: int
     records_client: httpx.Client = field(init=False)
 

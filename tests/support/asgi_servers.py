@@ -1,8 +1,8 @@
 """Live ASGI servers for the server-matrix tests: real sockets on 127.0.0.1.
 
 Not a test module. Each ``serve_*`` function is a context manager that runs
-one server for the length of a ``with`` block and yields a ``Live`` with its
-address and a way to read its log:
+one server for the length of a ``with`` block and yields the suite's one
+server handle, ``servers.Running``, with its address and a way to read its log:
 
 - ``serve_uvicorn_thread``: uvicorn in a background thread of this process,
   with the asyncio loop and either HTTP parser, as ASGI or as WSGI host
@@ -31,16 +31,16 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import hypercorn.asyncio
 import hypercorn.config
+from log_testing import LogCapture
 from servers import (
     HOST,
     IDLE_TIMEOUT,
-    LogText,
+    Running,
     await_serving,
     free_port,
     handed_socket,
@@ -53,7 +53,7 @@ from servers import (
 
 __all__ = [
     "HOST",
-    "Live",
+    "Running",
     "serve_daphne",
     "serve_granian",
     "serve_gunicorn_uvicorn",
@@ -67,27 +67,6 @@ _PROJECT_ROOT = _SUPPORT_DIR.parents[1]
 _GRANIAN_ATTEMPTS = 3
 #: Seconds daphne lets an application run on after its response.
 DAPHNE_CLOSE_TIMEOUT = 10
-
-
-@dataclass(frozen=True)
-class Live:
-    """A running server: where it listens and what it has logged so far."""
-
-    name: str
-    port: int
-    read_log: Callable[[], str]
-    #: The process serving requests is this test process.
-    in_process: bool
-
-    @property
-    def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:54321``."""
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The (host, port) pair to connect a raw socket to."""
-        return HOST, self.port
 
 
 def _log_details(log: Callable[[], str]) -> Callable[[], str]:
@@ -108,14 +87,14 @@ def serve_uvicorn_thread(
     probe_path: str = "/",
     start_timeout: float = 10.0,
     stop_timeout: float = 10.0,
-) -> Iterator[Live]:
+) -> Iterator[Running]:
     """Serve *app* with uvicorn (asyncio loop) in a thread of this process.
 
     uvicorn's error log (``uvicorn.error``, where it reports an exception
-    that escaped the app) is captured for ``Live.read_log``; uvicorn is not
+    that escaped the app) is captured for ``Running.log``; uvicorn is not
     asked to configure logging (``log_config=None``).
     """
-    capture = LogText()
+    capture = LogCapture()
     error_logger = logging.getLogger("uvicorn.error")
     error_logger.addHandler(capture)
     name = f"uvicorn-{http}" + ("-wsgi" if interface == "wsgi" else "")
@@ -134,7 +113,7 @@ def serve_uvicorn_thread(
             log_config=None,
         ) as (port, alive):
             await_serving(name, port, probe_path, start_timeout, alive)
-            yield Live(name, port, capture.text, in_process=True)
+            yield Running(name, f"http://{HOST}:{port}", capture.text, in_process=True)
     finally:
         error_logger.removeHandler(capture)
 
@@ -146,15 +125,15 @@ def serve_hypercorn(
     probe_path: str = "/",
     start_timeout: float = 10.0,
     stop_timeout: float = 10.0,
-) -> Iterator[Live]:
+) -> Iterator[Running]:
     """Serve the ASGI *app* with hypercorn's asyncio server in a thread.
 
     This process binds the listening socket and hands its descriptor over
     (``fd://N``); hypercorn owns and closes it. Its error log, where it
     reports an exception that escaped the app, goes to a logger of its own
-    that is captured for ``Live.read_log``.
+    that is captured for ``Running.log``.
     """
-    capture = LogText()
+    capture = LogCapture()
     error_logger = logging.getLogger("asgi_servers.hypercorn.error")
     error_logger.addHandler(capture)
     listener = listening_socket()
@@ -191,7 +170,9 @@ def serve_hypercorn(
             thread.is_alive,
             _log_details(capture.text),
         )
-        yield Live("hypercorn", port, capture.text, in_process=True)
+        yield Running(
+            "hypercorn", f"http://{HOST}:{port}", capture.text, in_process=True
+        )
     finally:
         if control:
             loop, stop = control[0]
@@ -217,7 +198,7 @@ def _subprocess(
     probe_path: str,
     start_timeout: float,
     stop_timeout: float,
-) -> Iterator[Live]:
+) -> Iterator[Running]:
     def read_log() -> str:
         return log_path.read_bytes().decode("utf-8", "replace")
 
@@ -239,7 +220,7 @@ def _subprocess(
             lambda: process.poll() is None,
             details,
         )
-        yield Live(name, port, read_log, in_process=False)
+        yield Running(name, f"http://{HOST}:{port}", read_log, in_process=False)
     finally:
         stop_process_group(process, name, stop_timeout, details, clean_exits=None)
 
@@ -252,7 +233,7 @@ def _subprocess_on_handed_socket(
     probe_path: str,
     start_timeout: float,
     stop_timeout: float,
-) -> Iterator[Live]:
+) -> Iterator[Running]:
     """Run ``command_for(fd)`` on a listening socket this process hands over."""
     with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
         with handed_socket() as (fd, port):
@@ -279,7 +260,7 @@ def serve_daphne(
     probe_path: str = "/",
     start_timeout: float = 30.0,
     stop_timeout: float = 10.0,
-) -> Iterator[Live]:
+) -> Iterator[Running]:
     """Serve *target* (``module:attribute``) with daphne in a subprocess."""
 
     def command(fd: int) -> list[str]:
@@ -315,7 +296,7 @@ def serve_gunicorn_uvicorn(
     probe_path: str = "/",
     start_timeout: float = 30.0,
     stop_timeout: float = 10.0,
-) -> Iterator[Live]:
+) -> Iterator[Running]:
     """Serve *app_spec* with gunicorn and one uvicorn worker in a subprocess."""
     graceful = max(int(stop_timeout / 3), 1)
 
@@ -359,7 +340,7 @@ def serve_granian(
     probe_path: str = "/",
     start_timeout: float = 30.0,
     stop_timeout: float = 10.0,
-) -> Iterator[Live]:
+) -> Iterator[Running]:
     """Serve the ASGI factory *target* (``module:function``) with granian.
 
     One worker, the asyncio loop. granian binds the port itself: a free one

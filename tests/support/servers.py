@@ -3,8 +3,7 @@
 Not a test module. Each ``serve_*`` function is a context manager that runs
 a real server for the length of a ``with`` block:
 
-- ``serve_uvicorn``: uvicorn (ASGI) in a background thread; yields its base
-  URL, e.g. ``"http://127.0.0.1:54321"``;
+- ``serve_uvicorn``: uvicorn (ASGI) in a background thread;
 - ``serve_waitress``: waitress in a background thread, with its own pool of
   worker threads;
 - ``serve_gunicorn``: gunicorn with one ``sync`` or ``gthread`` worker, as a
@@ -15,8 +14,10 @@ a real server for the length of a ``with`` block:
 - ``serve_wsgiref``: the standard library's single-threaded ``wsgiref``
   server in a background thread.
 
-The WSGI helpers yield a ``WsgiServer``: the base URL and a reader of the
-server's own log, where its tracebacks go.
+Each yields a ``Running``, the suite's one handle on a running server (the
+ASGI matrix's ``asgi_servers`` and the soak's ``soak_servers`` yield it too):
+its name, base URL and address, and a reader of the server's own log, where
+its tracebacks go.
 
 Start-up is awaited against a deadline (for the WSGI servers: until an HTTP
 request to *probe_path* gets any response), never with a fixed sleep. On exit
@@ -31,7 +32,6 @@ import http.client
 import importlib
 import importlib.util
 import io
-import logging
 import os
 import signal
 import socket
@@ -51,6 +51,7 @@ from wsgiref.simple_server import WSGIServer as _WsgirefServer
 
 import httpx
 import uvicorn
+from log_testing import capture_logs
 from werkzeug.serving import WSGIRequestHandler as _WerkzeugHandler
 from werkzeug.serving import make_server as _make_werkzeug_server
 
@@ -63,12 +64,10 @@ __all__ = [
     "PROBE_TIMEOUT",
     "SERVER_THREAD_NAME",
     "GunicornWorker",
-    "LogText",
+    "Running",
     "UvicornHTTP",
-    "WsgiServer",
     "answers_http",
     "await_serving",
-    "capturing",
     "free_port",
     "handed_socket",
     "http_implementations",
@@ -123,25 +122,29 @@ def serve_uvicorn(
     lifespan: Literal["on", "off"] = "on",
     start_timeout: float = 10.0,
     stop_timeout: float = 10.0,
-) -> Iterator[str]:
+) -> Iterator[Running]:
     """Serve *app* with uvicorn on 127.0.0.1 and an OS-chosen port.
 
-    Yields the base URL, e.g. ``"http://127.0.0.1:54321"``. On exit the server
+    Its log is what ``uvicorn.error`` records once it runs (uvicorn sets up
+    its loggers when it starts, dropping handlers added before). On exit the server
     is asked to stop and its thread is joined: within *stop_timeout* seconds,
     or ``RuntimeError`` is raised. A server that fails to start within
     *start_timeout* seconds, or whose thread dies first, raises too.
     """
-    with uvicorn_in_thread(
-        app,
-        name=f"uvicorn ({http})",
-        thread_name=SERVER_THREAD_NAME,
-        start_timeout=start_timeout,
-        stop_timeout=stop_timeout,
-        http=http,
-        loop=loop,
-        lifespan=lifespan,
-    ) as (port, _alive):
-        yield f"http://127.0.0.1:{port}"
+    with (
+        uvicorn_in_thread(
+            app,
+            name=f"uvicorn ({http})",
+            thread_name=SERVER_THREAD_NAME,
+            start_timeout=start_timeout,
+            stop_timeout=stop_timeout,
+            http=http,
+            loop=loop,
+            lifespan=lifespan,
+        ) as (port, _alive),
+        capture_logs("uvicorn.error") as log,
+    ):
+        yield Running(f"uvicorn-{http}", f"http://{HOST}:{port}", log.text)
 
 
 @contextmanager
@@ -216,23 +219,33 @@ GunicornWorker = Literal["sync", "gthread"]
 
 
 @dataclass(frozen=True)
-class WsgiServer:
-    """A running WSGI server, as a ``serve_*`` helper yields it.
+class Running:
+    """A running server: the one handle every ``serve_*`` helper yields.
 
     *log* returns everything the server logged so far (its error log with
-    tracebacks; no access log): gunicorn's output, the records of the
-    ``waitress`` and ``werkzeug`` loggers, or what ``wsgiref`` wrote to its
-    error stream. It still answers after the server stopped.
+    tracebacks; no access log): a subprocess's output, or the records of the
+    server's logger for one in this process. It still answers after the
+    server stopped.
     """
 
+    #: Which server, e.g. ``waitress`` or ``uvicorn-h11``.
+    name: str
+    #: The base URL, e.g. ``http://127.0.0.1:54321``.
     url: str
     log: Callable[[], str]
+    #: The process serving requests is this test process.
+    in_process: bool = True
 
     @property
     def address(self) -> tuple[str, int]:
-        """The (host, port) the server listens on."""
+        """The (host, port) to connect a raw socket to."""
         host, _, port = self.url.removeprefix("http://").rpartition(":")
         return host, int(port)
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        return self.address[1]
 
 
 def wait_until(
@@ -305,42 +318,6 @@ def await_serving(
         time.sleep(_POLL_INTERVAL)
 
 
-class LogText(logging.Handler):
-    """Collects the formatted records (tracebacks included) of one logger."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        self._lines: list[str] = []
-        self._guard = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = self.format(record)
-        with self._guard:
-            self._lines.append(text)
-
-    def text(self) -> str:
-        with self._guard:
-            return "\n".join(self._lines)
-
-
-@contextmanager
-def capturing(logger_name: str) -> Iterator[LogText]:
-    """Collect what *logger_name* logs while the block runs.
-
-    The logger's records still propagate (pytest shows them on a failure).
-    Two servers of one kind running at once share their logger, so each sees
-    the other's records: tests look for what names their own request.
-    """
-    handler = LogText()
-    logger = logging.getLogger(logger_name)
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-
-
 @contextmanager
 def serve_waitress(
     app: WSGIApplication,
@@ -350,7 +327,7 @@ def serve_waitress(
     start_timeout: float = 10.0,
     stop_timeout: float = 10.0,
     **adjustments: Any,
-) -> Iterator[WsgiServer]:
+) -> Iterator[Running]:
     """Serve *app* with waitress on 127.0.0.1 and an OS-chosen port.
 
     waitress's socket loop runs in a background thread (``server.run()``) and
@@ -364,7 +341,7 @@ def serve_waitress(
     # Imported here: waitress is a test dependency only, and ships no types.
     waitress = importlib.import_module("waitress")
     wasyncore = importlib.import_module("waitress.wasyncore")
-    with capturing("waitress") as log:
+    with capture_logs("waitress") as log:
         server = waitress.create_server(
             app, host=HOST, port=0, threads=threads, **adjustments
         )
@@ -375,7 +352,7 @@ def serve_waitress(
         thread.start()
         try:
             await_serving("waitress", port, probe_path, start_timeout, thread.is_alive)
-            yield WsgiServer(f"http://{HOST}:{port}", log.text)
+            yield Running("waitress", f"http://{HOST}:{port}", log.text)
         finally:
             dispatcher = server.task_dispatcher
             # Workers finish the task in hand, then exit; queued tasks are
@@ -421,7 +398,7 @@ def serve_gunicorn(
     start_timeout: float = 20.0,
     stop_timeout: float = 10.0,
     env: Mapping[str, str] | None = None,
-) -> Iterator[WsgiServer]:
+) -> Iterator[Running]:
     """Serve *app_spec* with one gunicorn worker in a subprocess.
 
     *app_spec* is what gunicorn imports, e.g. ``"wsgi_probe:build_site()"``;
@@ -497,7 +474,7 @@ def serve_gunicorn(
                     lambda: process.poll() is None,
                     details,
                 )
-                yield WsgiServer(f"http://{HOST}:{port}", read_output)
+                yield Running(name, f"http://{HOST}:{port}", read_output, False)
             finally:
                 stop_process_group(process, name, stop_timeout, details)
         finally:
@@ -634,7 +611,7 @@ def _serve_in_thread(
     stop_timeout: float,
     log: Callable[[], str],
     request_threads: Callable[[], list[threading.Thread]],
-) -> Iterator[WsgiServer]:
+) -> Iterator[Running]:
     """Run a socketserver-based *server* in a thread; the shared stop logic.
 
     The loop calls ``handle_request()`` with a short timeout until told to
@@ -653,7 +630,7 @@ def _serve_in_thread(
     try:
         thread.start()
         await_serving(name, port, probe_path, start_timeout, thread.is_alive)
-        yield WsgiServer(f"http://{HOST}:{port}", log)
+        yield Running(name, f"http://{HOST}:{port}", log)
     finally:
         stop.set()
         thread.join(stop_timeout)
@@ -726,7 +703,7 @@ def serve_wsgiref(
     probe_path: str = "/",
     start_timeout: float = 10.0,
     stop_timeout: float = 10.0,
-) -> Iterator[WsgiServer]:
+) -> Iterator[Running]:
     """Serve *app* with ``wsgiref.simple_server`` on 127.0.0.1.
 
     One thread, ``wsgiref-test-server``, accepts and serves every request in
@@ -755,7 +732,7 @@ def serve_werkzeug(
     probe_path: str = "/",
     start_timeout: float = 10.0,
     stop_timeout: float = 10.0,
-) -> Iterator[WsgiServer]:
+) -> Iterator[Running]:
     """Serve *app* with werkzeug's development server, threaded, on 127.0.0.1.
 
     ``werkzeug.serving.make_server(..., threaded=True)``: the loop thread
@@ -784,7 +761,7 @@ def serve_werkzeug(
         with lock:
             return list(started)
 
-    with capturing("werkzeug") as log:
+    with capture_logs("werkzeug") as log:
         server = _make_werkzeug_server(
             HOST, 0, app, threaded=True, request_handler=Handler
         )

@@ -23,12 +23,13 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from servers import (
     HOST,
+    Running,
     await_serving,
     handed_socket,
     start_in_session,
@@ -49,34 +50,21 @@ _CODE_ROOT = Path(correlation.__file__).resolve().parents[1]
 _PROBE_PATH = "/_diag"
 
 
-@dataclass(frozen=True)
-class ServerProcess:
-    """A running server: its process, base URL and how to read its output."""
+@dataclass(frozen=True, kw_only=True)
+class ServerProcess(Running):
+    """The suite's server handle (``servers.Running``), and the server's process.
+
+    Its ``log`` is everything the server wrote to stdout and stderr, also
+    after it stopped.
+    """
 
     kind: ServerKind
     process: subprocess.Popen[bytes]
-    url: str
-    output_path: str
-    #: The server's whole output, filled in once it has stopped (the file
-    #: behind *output_path* is gone by then).
-    final_output: list[str] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
         """The server's process id (no reloader, no workers: it serves)."""
         return self.process.pid
-
-    @property
-    def port(self) -> int:
-        """The port the server listens on, on 127.0.0.1."""
-        return int(self.url.rsplit(":", 1)[1])
-
-    def output(self) -> str:
-        """Everything the server wrote to stdout and stderr so far."""
-        if self.final_output:
-            return self.final_output[0]
-        with open(self.output_path, "rb") as file:
-            return file.read().decode("utf-8", "replace")
 
 
 def rss_kib(pid: int) -> int:
@@ -153,10 +141,26 @@ def serve_process(
                 pass_fds=(fd,),
             )
         # The server holds its own copy of the listening socket now.
-        server = ServerProcess(kind, process, f"http://{HOST}:{port}", output.name)
+        # The file is gone once the block ends: keep its last contents.
+        final_output: list[str] = []
+
+        def read_output() -> str:
+            if final_output:
+                return final_output[0]
+            with open(output.name, "rb") as file:
+                return file.read().decode("utf-8", "replace")
+
+        server = ServerProcess(
+            name=kind,
+            url=f"http://{HOST}:{port}",
+            log=read_output,
+            in_process=False,
+            kind=kind,
+            process=process,
+        )
 
         def details() -> str:
-            return f"; its output:\n{server.output()}"
+            return f"; its output:\n{read_output()}"
 
         try:
             await_serving(
@@ -177,4 +181,4 @@ def serve_process(
                     process, kind, stop_timeout, details, clean_exits=clean
                 )
             finally:
-                server.final_output.append(server.output())
+                final_output.append(read_output())
