@@ -84,8 +84,9 @@ class _Precomputed:
 
     __slots__ = ("_builtin_generator", "_default_rule")
 
-    #: ``True`` when incoming values are trusted and checked by the default
-    #: rule, whose first test ``correlation._ids.resolve`` runs inline.
+    #: ``True`` when incoming values are trusted, checked by the default rule
+    #: and not transformed: ``correlation._ids.resolve`` then runs the rule's
+    #: first test inline.
     _default_rule: bool
     #: ``True`` when ids come from the built-in generator, which needs no
     #: guard against raising or returning junk.
@@ -117,6 +118,11 @@ class Config(_Precomputed):
         validator: One-argument callable deciding whether an incoming value is
             acceptable. It only ever sees values that passed the hard floor.
             A rejected value is replaced by a generated id.
+        transformer: ``None``, or a one-argument callable rewriting an
+            accepted incoming value (to lowercase or shorten it, say). Its
+            result must pass the hard floor and the ``validator`` too, else a
+            generated id is used; one that raises counts as a rejection.
+            Generated ids are never transformed.
         response_header: Echo the final id in the response under
             ``header_name``, unless the application set that header itself.
         update_request_header: Rewrite the request's own ``header_name``
@@ -129,6 +135,7 @@ class Config(_Precomputed):
     trust_incoming: bool = True
     generator: Callable[[], str] = generate_id
     validator: Callable[[str], bool] = default_validator
+    transformer: Callable[[str], str] | None = None
     response_header: bool = True
     update_request_header: bool = True
 
@@ -143,6 +150,11 @@ class Config(_Precomputed):
                 f"validator must be a callable taking one str and returning a bool,"
                 f" got {shown(self.validator)}"
             )
+        if self.transformer is not None and not callable(self.transformer):
+            raise TypeError(
+                f"transformer must be None or a callable taking one str and"
+                f" returning a str, got {shown(self.transformer)}"
+            )
         if not callable(self.generator):
             raise TypeError(
                 f"generator must be a zero-argument callable returning a str,"
@@ -154,7 +166,9 @@ class Config(_Precomputed):
         object.__setattr__(
             self,
             "_default_rule",
-            self.trust_incoming and self.validator is default_validator,
+            self.trust_incoming
+            and self.validator is default_validator
+            and self.transformer is None,
         )
         object.__setattr__(self, "_builtin_generator", self.generator is generate_id)
 

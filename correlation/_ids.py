@@ -183,11 +183,43 @@ def resolve(config: Config, incoming: str | None) -> str:
 
 
 def _accepted(config: Config, value: str) -> str | None:
-    """*value* if it passes the hard floor and the validator, else ``None``."""
+    """*value* as the id, if it and its transformed form are acceptable.
+
+    The value must pass the hard floor and the validator; then the
+    ``transformer``, if any, rewrites it, and its result must pass both
+    again. Anything rejected, or a transformer that raises, gives ``None``.
+    """
+    accepted = _checked(config, value, "incoming")
+    if accepted is None or config.transformer is None:
+        return accepted
+    try:
+        transformed = config.transformer(accepted)
+    except Exception as exc:
+        # Only the exception's type: its message may quote the value.
+        _debug("transformer raised %s; a new id is generated", type(exc).__name__)
+        return None
+    if not isinstance(transformed, str):
+        _debug(
+            "transformer returned a %s, not a str; a new id is generated",
+            type(transformed).__name__,
+        )
+        return None
+    if _checked(config, transformed, "transformed") is None:
+        return None
+    # A str subclass becomes a plain str: the id is data.
+    return str.__str__(transformed)
+
+
+def _checked(config: Config, value: str, what: str) -> str | None:
+    """*value* if it passes the hard floor and the validator, else ``None``.
+
+    *what* names the value in the DEBUG line about a rejection, which gives
+    its length, never the value.
+    """
     if not passes_floor(value):
         _debug(
-            "incoming %s value fails the hard floor (%d characters);"
-            " a new id is generated",
+            "%s %s value fails the hard floor (%d characters); a new id is generated",
+            what,
             config.header_name,
             len(value),
         )
@@ -200,8 +232,8 @@ def _accepted(config: Config, value: str) -> str | None:
         _debug("validator raised %s; a new id is generated", type(exc).__name__)
         return None
     _debug(
-        "incoming %s value rejected by the validator (%d characters);"
-        " a new id is generated",
+        "%s %s value rejected by the validator (%d characters); a new id is generated",
+        what,
         config.header_name,
         len(value),
     )

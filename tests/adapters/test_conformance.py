@@ -55,6 +55,11 @@ def _refuse_boom(value: str) -> bool:
     return True
 
 
+def _refuse_boom_transform(value: str) -> str:
+    """A transformer that raises on every value."""
+    raise RuntimeError(f"cannot transform {value}")
+
+
 def _reject_nope(value: str) -> bool:
     """A validator that rejects values starting with ``nope``."""
     return not value.startswith("nope")
@@ -237,6 +242,27 @@ HEADER_CASES = [
     pytest.param(
         Case([b"boom-1"], final(GEN), {"validator": _refuse_boom}),
         id="validator-raises-generated",
+    ),
+    # The transformer: accepted values rewritten, then judged again.
+    pytest.param(
+        Case([b"ABC-1"], final("abc-1"), {"transformer": str.lower}),
+        id="transformer-lowercases",
+    ),
+    pytest.param(
+        Case([b" Abc ", b"x"], final(GEN), {"transformer": str.lower}),
+        id="transformer-never-sees-a-rejected-list",
+    ),
+    pytest.param(
+        Case(None, final(GEN), {"transformer": lambda value: "t-" + value}),
+        id="transformer-not-on-generated-ids",
+    ),
+    pytest.param(
+        Case([b"abc"], final(GEN), {"transformer": lambda value: value + " x"}),
+        id="transformer-result-fails-the-floor",
+    ),
+    pytest.param(
+        Case([b"abc"], final(GEN), {"transformer": _refuse_boom_transform}),
+        id="transformer-raises",
     ),
 ]
 

@@ -64,6 +64,15 @@ def test_untrusted_config_generates_whatever_the_value() -> None:
         assert request_id == "job-1"
 
 
+def test_transformer_applies_to_the_value() -> None:
+    """The config's transformer rewrites an accepted value, never a generated one."""
+    config = Config(transformer=str.lower, generator=counting_generator("JOB"))
+    with bound_request_id("Cron-RUN-7", config=config) as request_id:
+        assert request_id == get_request_id() == "cron-run-7"
+    with bound_request_id(config=config) as generated:
+        assert generated == "JOB-1"
+
+
 def test_custom_validator_and_generator_apply() -> None:
     """The config's validator judges the value and its generator replaces it."""
     config = Config(

@@ -37,6 +37,7 @@ def test_fields_names_and_order() -> None:
         "trust_incoming",
         "generator",
         "validator",
+        "transformer",
         "response_header",
         "update_request_header",
     ]
@@ -50,6 +51,7 @@ def test_field_defaults() -> None:
         "trust_incoming": True,
         "generator": generate_id,
         "validator": default_validator,
+        "transformer": None,
         "response_header": True,
         "update_request_header": True,
     }
@@ -58,6 +60,7 @@ def test_field_defaults() -> None:
     assert config.trust_incoming is True
     assert config.generator is generate_id
     assert config.validator is default_validator
+    assert config.transformer is None
     assert config.response_header is True
     assert config.update_request_header is True
 
@@ -92,6 +95,7 @@ def test_positional_arguments_are_rejected() -> None:
         pytest.param("trust_incoming", False, id="trust_incoming"),
         pytest.param("generator", generate_id, id="generator"),
         pytest.param("validator", default_validator, id="validator"),
+        pytest.param("transformer", str.lower, id="transformer"),
         pytest.param("response_header", False, id="response_header"),
         pytest.param("update_request_header", False, id="update_request_header"),
     ],
@@ -306,6 +310,23 @@ ERROR_CASES = [
         "^[a-z]+$",
         id="val-str",
     ),
+    # transformer: not callable (None is the default: no transformer)
+    pytest.param(
+        {"transformer": "lower"},
+        TypeError,
+        "transformer",
+        "callable",
+        "lower",
+        id="transformer-str",
+    ),
+    pytest.param(
+        {"transformer": 0},
+        TypeError,
+        "transformer",
+        "callable",
+        0,
+        id="transformer-int",
+    ),
     # bool fields given non-bools
     *(
         pytest.param(
@@ -477,6 +498,8 @@ def test_precomputed_slots_are_not_fields() -> None:
     assert config._default_rule is True
     assert Config(trust_incoming=False)._default_rule is False
     assert Config(validator=_is_uuid4)._default_rule is False
+    # A transformer rewrites accepted values: the inline rule cannot decide.
+    assert Config(transformer=str.lower)._default_rule is False
     assert config._builtin_generator is True
     replaced = dataclasses.replace(config, trust_incoming=False)
     assert replaced._default_rule is False

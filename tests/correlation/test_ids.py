@@ -11,9 +11,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hooks_testing import CONSTRUCTION_CALLS
+from hooks_testing import CONSTRUCTION_CALLS, counting_generator
 from hostile import MARKER, select
 
 import correlation
@@ -428,6 +429,113 @@ def test_rejected_value_is_never_logged(
             assert MARKER not in text
             assert hostile not in text
             assert repr(hostile) not in text
+
+
+# --- the transformer -------------------------------------------------------------
+
+
+def _shorten(value: str) -> str:
+    return value[:8]
+
+
+def _to_bytes(value: str) -> object:
+    return value.encode()
+
+
+def _raise_quoting(value: str) -> str:
+    raise ValueError(f"cannot transform {value}")
+
+
+@pytest.mark.parametrize(
+    ("incoming", "transformer", "expected"),
+    [
+        pytest.param("ABC-Def-1", str.lower, "abc-def-1", id="lowercased"),
+        pytest.param(
+            "0f8fad5bd9cb469fa16570867728950e", _shorten, "0f8fad5b", id="cut"
+        ),
+        pytest.param(" ABC ,", str.lower, None, id="list-rule-then-rule-rejects"),
+        pytest.param(" Abc ", str.lower, "abc", id="after-the-list-rule"),
+        pytest.param("ok-1", lambda v: v + " x", None, id="result-fails-the-floor"),
+        pytest.param("ok-1", lambda v: v + ",x", None, id="result-fails-the-rule"),
+        pytest.param("ok-1", lambda v: "", None, id="empty-result"),
+        pytest.param("ok-1", _to_bytes, None, id="not-a-str"),
+        pytest.param("ok-1", _raise_quoting, None, id="raises"),
+        pytest.param("a b", str.lower, None, id="rejected-value-not-transformed"),
+    ],
+)
+def test_transformer_rewrites_accepted_values(
+    incoming: str,
+    transformer: Callable[[str], Any],
+    expected: str | None,
+) -> None:
+    """An accepted value is transformed; a result that fails or raises is rejected."""
+    config = Config(transformer=transformer, generator=counting_generator())
+    assert resolve(config, incoming) == ("gen-1" if expected is None else expected)
+
+
+def test_transformer_output_passes_the_validator_too() -> None:
+    """The validator judges the value, then the transformer's result."""
+    judged: list[str] = []
+
+    def validator(value: str) -> bool:
+        judged.append(value)
+        return value.islower() or value.startswith("gen-")
+
+    config = Config(validator=validator, transformer=str.lower)
+    judged.clear()
+    assert resolve(config, "abc") == "abc"
+    assert judged == ["abc", "abc"]
+    judged.clear()
+    upper_kept = Config(validator=lambda v: True, transformer=str.upper)
+    assert resolve(upper_kept, "abc") == "ABC"
+
+
+def test_generated_ids_are_never_transformed() -> None:
+    """Absent, rejected and untrusted values give a generated id as it came."""
+    calls: list[str] = []
+
+    def transformer(value: str) -> str:
+        calls.append(value)
+        return "transformed"
+
+    for config in (
+        Config(transformer=transformer, generator=counting_generator()),
+        Config(
+            transformer=transformer,
+            generator=counting_generator(),
+            trust_incoming=False,
+        ),
+    ):
+        assert resolve(config, None) == "gen-1"
+        assert resolve(config, "a b") == "gen-2"
+    assert resolve(Config(transformer=transformer, trust_incoming=False), "ok") != (
+        "transformed"
+    )
+    assert calls == []
+
+
+def test_transformer_result_is_a_plain_str() -> None:
+    """A str subclass from the transformer becomes a plain str."""
+
+    class Tagged(str):
+        pass
+
+    result = resolve(Config(transformer=Tagged), "abc")
+    assert result == "abc"
+    assert type(result) is str
+
+
+def test_a_raising_transformer_is_logged_without_the_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Only the exception's type is logged, never its message (it quotes the value)."""
+    caplog.set_level(logging.DEBUG, logger="correlation")
+    result = resolve(Config(transformer=_raise_quoting), f"{MARKER}-1")
+    assert MARKER not in result
+    assert "ValueError" in caplog.text
+    assert MARKER not in caplog.text
+    for record in caplog.records:
+        assert MARKER not in repr(record.args)
 
 
 def test_generate_id_is_distinct_across_threads() -> None:
