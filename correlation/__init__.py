@@ -3,8 +3,8 @@
 The core: the current id, read with ``get_request_id()``; ``Config``, the
 header configuration every adapter shares; ``bound_request_id``, an id for
 work that is not an HTTP request. It imports the standard library only; the
-adapters in the ``adapters`` package feed it. ``correlation.logging`` and
-``correlation.threads`` are its two public submodules.
+adapters in the ``adapters`` package feed it. ``correlation.logging``,
+``correlation.sources`` and ``correlation.threads`` are its public submodules.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from correlation._ids import default_validator, generate_id
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from correlation import logging as logging
+    from correlation import sources as sources
     from correlation import threads as threads
     from correlation._config import Config
 del TYPE_CHECKING
@@ -38,7 +39,7 @@ del _exported
 #: Submodules loaded on first access, with what they cost: dataclasses (Config)
 #: and the standard library's logging and threading are most of the package's
 #: import cost, and library code that only calls get_request_id() needs none.
-_LAZY_SUBMODULES = ("logging", "threads")
+_LAZY_SUBMODULES = ("logging", "sources", "threads")
 
 
 def __getattr__(name: str) -> object:

@@ -207,26 +207,27 @@ def config_or_default(config: Config | None) -> Config:
     return config
 
 
-def _check_header_name(value: object) -> None:
+def _check_header_name(value: object, field: str = "header_name") -> None:
+    """Refuse what cannot be a header name to read and echo, naming *field*."""
     if not isinstance(value, str):
-        raise TypeError(f"header_name must be a str, got {shown(value)}")
+        raise TypeError(f"{field} must be a str, got {shown(value)}")
     if not value:
         raise ValueError(
-            f"header_name must be a non-empty header token, got {shown(value)}"
+            f"{field} must be a non-empty header token, got {shown(value)}"
         )
     if _TOKEN.fullmatch(value) is None:
         raise ValueError(
-            f"header_name must be an RFC 9110 token (letters, digits and"
+            f"{field} must be an RFC 9110 token (letters, digits and"
             f" !#$%&'*+-.^_`|~ only), got {shown(value)}"
         )
     if "_" in value:
         raise ValueError(
-            f"header_name must not contain '_' (most servers drop such headers),"
+            f"{field} must not contain '_' (most servers drop such headers),"
             f" got {shown(value)}; use '-' instead"
         )
     if value.lower() in RESERVED_HEADER_NAMES:
         raise ValueError(
-            f"header_name must not be a header that HTTP, the server or the"
+            f"{field} must not be a header that HTTP, the server or the"
             f" framework own, got {shown(value)}; use a name of your own, such as"
             f" 'X-Request-ID'"
         )

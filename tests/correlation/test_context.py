@@ -12,6 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 import correlation
+import correlation.logging
+import correlation.sources
+import correlation.threads
 from correlation import _context, get_request_id
 from correlation._context import begin, end, note_request_id
 
@@ -184,7 +187,13 @@ def test_concurrent_tasks_each_see_their_own_id() -> None:
 
 def test_context_var_is_not_exported() -> None:
     """No attribute of the correlation package or its public modules is a ContextVar."""
-    for module in (correlation, correlation.logging, correlation.threads):
+    public = (
+        correlation,
+        correlation.logging,
+        correlation.sources,
+        correlation.threads,
+    )
+    for module in public:
         for name in dir(module):
             value = getattr(module, name)
             assert not isinstance(value, contextvars.ContextVar), f"{module}.{name}"
@@ -196,6 +205,7 @@ def test_context_var_is_not_exported() -> None:
     ]
     assert sorted(m.__name__ for m in public_modules) == [
         "correlation.logging",
+        "correlation.sources",
         "correlation.threads",
     ]
 

@@ -67,8 +67,11 @@ def _imported_names(path: Path) -> list[tuple[str, int]]:
 
 
 def test_core_import_loads_no_framework() -> None:
-    """import correlation, correlation.logging loads no web framework or asgiref."""
-    loaded = _modules_loaded_by("import correlation, correlation.logging")
+    """Importing the core and its public submodules loads no framework or asgiref."""
+    loaded = _modules_loaded_by(
+        "import correlation, correlation.logging, correlation.sources,"
+        " correlation.threads"
+    )
     assert "correlation" in loaded
     assert loaded.isdisjoint(CORE_FORBIDDEN), sorted(loaded & set(CORE_FORBIDDEN))
 
@@ -84,9 +87,8 @@ def test_adapter_import_loads_no_web_framework(module: str) -> None:
 def test_core_sources_are_found() -> None:
     """The source scan below sees every core module."""
     names = {path.name for path in SOURCES}
-    assert {"__init__.py", "_config.py", "_context.py", "_ids.py", "logging.py"} <= (
-        names
-    )
+    expected = {"__init__.py", "_config.py", "_context.py", "_ids.py", "logging.py"}
+    assert {*expected, "sources.py", "threads.py"} <= names
 
 
 @pytest.mark.parametrize(

@@ -14,11 +14,13 @@ import adapters.asgi
 import adapters.wsgi
 import correlation
 import correlation.logging
+import correlation.sources
 import correlation.threads
 
 MODULES = [
     pytest.param(correlation, id="correlation"),
     pytest.param(correlation.logging, id="correlation.logging"),
+    pytest.param(correlation.sources, id="correlation.sources"),
     pytest.param(correlation.threads, id="correlation.threads"),
     pytest.param(adapters.asgi, id="adapters.asgi"),
     pytest.param(adapters.wsgi, id="adapters.wsgi"),
@@ -109,6 +111,7 @@ def test_py_typed_ships_with_the_package(package: types.ModuleType) -> None:
 ALL_MODULES = [
     "correlation",
     "correlation.logging",
+    "correlation.sources",
     "correlation.threads",
     "correlation._bound",
     "correlation._config",
@@ -131,7 +134,13 @@ def test_no_module_keeps_a_typing_only_constant(name: str) -> None:
 def test_dir_lists_the_public_names_and_lazy_ones() -> None:
     """dir(correlation) shows Config, the submodules and __all__, nothing private."""
     listed = dir(correlation)
-    assert {*correlation.__all__, "logging", "threads", "__version__"} <= set(listed)
+    assert {
+        *correlation.__all__,
+        "logging",
+        "sources",
+        "threads",
+        "__version__",
+    } <= set(listed)
     assert "Config" in listed
     assert [name for name in listed if name.startswith("_")] == ["__version__"]
 
@@ -160,6 +169,8 @@ def test_dir_lists_the_public_names_and_lazy_ones() -> None:
             id="ThreadPoolExecutor",
         ),
         pytest.param(correlation.threads.Thread, "correlation.threads", id="Thread"),
+        pytest.param(correlation.sources.Source, "correlation.sources", id="Source"),
+        pytest.param(correlation.sources.header, "correlation.sources", id="header"),
         pytest.param(
             adapters.asgi.RequestIdMiddleware, "adapters.asgi", id="asgi-middleware"
         ),
@@ -178,3 +189,13 @@ def test_exported_objects_report_their_public_module(
 def test_threads_exports_its_three_names() -> None:
     """correlation.threads exports carry, ThreadPoolExecutor and Thread."""
     assert correlation.threads.__all__ == ["Thread", "ThreadPoolExecutor", "carry"]
+
+
+def test_sources_exports_its_four_names() -> None:
+    """correlation.sources exports Source and the three ways to make one."""
+    assert correlation.sources.__all__ == [
+        "Source",
+        "aws_trace_root",
+        "header",
+        "traceparent",
+    ]
