@@ -14,7 +14,7 @@ from correlation import _context, _ids
 # import cost (mypy treats any constant named TYPE_CHECKING as True).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Callable
 
     from adapters._types import Message, Receive, Scope, Send, WrappedApp
     from correlation._config import Config
@@ -73,6 +73,9 @@ class RequestIdMiddleware:
         # ASGI servers send header names lowercased; compare lowercased anyway,
         # since hand-built scopes and some middleware do not.
         self._header_name = config.header_name.lower().encode("ascii")
+        # Whether ``resolve`` may need other headers: only fallback sources
+        # the config trusts.
+        self._reads_fallbacks = bool(config.fallback_sources) and config.trust_incoming
         # The wrapped send is a plain function returning an awaitable (see
         # _Exchange.send); callers that check before they call, as asgiref's
         # AsyncToSync does, must still see an async callable.
@@ -123,7 +126,10 @@ class RequestIdMiddleware:
             incoming = _joined(headers, name)
         else:
             incoming = found[1].decode("latin-1")
-        request_id = _ids.resolve(self.config, incoming)
+        # The fallback headers are read only if the config names some, and
+        # only when the id header gives no id.
+        read = _header_reader(headers) if self._reads_fallbacks else None
+        request_id = _ids.resolve(self.config, incoming, read)
         binding = _context.begin(request_id, "asgi")
         # The client's header holds the final id when ``resolve`` kept the
         # value as sent (it returns the very object): reuse its bytes.
@@ -225,6 +231,19 @@ def _joined(headers: list[_Header], name: bytes) -> str:
     return _ids.join_header_values(
         [value.decode("latin-1") for key, value in headers if _is_named(key, name)]
     )
+
+
+def _header_reader(headers: list[_Header]) -> Callable[[str], str | None]:
+    """For ``resolve``: a header's values by name, joined, or ``None``."""
+
+    def read(name: str) -> str | None:
+        wanted = name.lower().encode("latin-1")
+        values = [
+            value.decode("latin-1") for key, value in headers if _is_named(key, wanted)
+        ]
+        return ",".join(values) if values else None
+
+    return read
 
 
 def _is_named(key: bytes, name: bytes) -> bool:

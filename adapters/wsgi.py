@@ -79,6 +79,9 @@ class RequestIdMiddleware:
         self.app = app
         self.config = config = config_or_default(config)
         self._header_name_lower = config.header_name.lower()
+        # Whether ``resolve`` may need other headers: only fallback sources
+        # the config trusts.
+        self._reads_fallbacks = bool(config.fallback_sources) and config.trust_incoming
         # Where a WSGI server puts the request header: HTTP_X_REQUEST_ID.
         self._environ_key = "HTTP_" + config.header_name.upper().replace("-", "_")
 
@@ -100,7 +103,10 @@ class RequestIdMiddleware:
 
         # 2. Choose the id and bind it, in a context of the request's own: the
         # server thread's is never touched.
-        request_id = _ids.resolve(self.config, incoming)
+        # The fallback headers are read only if the config names some, and
+        # only when the id header gives no id.
+        read = _environ_reader(environ) if self._reads_fallbacks else None
+        request_id = _ids.resolve(self.config, incoming, read)
         context = contextvars.copy_context()
         binding = context.run(_context.begin, request_id, "wsgi")
 
@@ -166,6 +172,16 @@ class RequestIdMiddleware:
             return start_response
         header = (self.config.header_name, request_id, self._header_name_lower)
         return _StartResponse(start_response, header, binding).start_response
+
+
+def _environ_reader(environ: WSGIEnvironment) -> Callable[[str], str | None]:
+    """For ``resolve``: a header's value by name, as the server filed it."""
+
+    def read(name: str) -> str | None:
+        value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+        return value if isinstance(value, str) else None
+
+    return read
 
 
 def _scope_mark(scope: object) -> object:

@@ -133,8 +133,14 @@ def _row_names(group: str) -> list[str]:
         return [f"units/{name}/{_units.VARIANT}" for name in _units.ROWS]
     variants = [variant for variant, _ in micro._variants()]
     candidates = {
-        "asgi": ["bare", "reference", "ours", "asgi-correlation-id"],
-        "wsgi": ["bare", "reference", "ours"],
+        "asgi": [
+            "bare",
+            "reference",
+            "ours",
+            micro.FALLBACKS_ROW,
+            "asgi-correlation-id",
+        ],
+        "wsgi": ["bare", "reference", "ours", micro.FALLBACKS_ROW],
         "flask": ["bare", "reference", "ours", "flask-log-request-id"],
         "django": [
             "bare",

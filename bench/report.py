@@ -77,6 +77,7 @@ CANDIDATE_ORDER = (
     "bare",
     "reference",
     "ours",
+    "ours+2-fallbacks",
     "asgi-correlation-id",
     "flask-log-request-id",
     "django-guid",

@@ -14,6 +14,11 @@ from dataclasses import dataclass, fields
 
 from correlation._ids import default_validator, generate_id, passes_floor
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from correlation.sources import Source
+del TYPE_CHECKING
+
 # RFC 9110 section 5.1: field-name = token; token = 1*tchar.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -82,7 +87,7 @@ class _Precomputed:
     every new instance, ``replace`` included.
     """
 
-    __slots__ = ("_builtin_generator", "_default_rule")
+    __slots__ = ("_builtin_generator", "_default_rule", "_fallbacks")
 
     #: ``True`` when incoming values are trusted, checked by the default rule
     #: and not transformed: ``correlation._ids.resolve`` then runs the rule's
@@ -91,6 +96,10 @@ class _Precomputed:
     #: ``True`` when ids come from the built-in generator, which needs no
     #: guard against raising or returning junk.
     _builtin_generator: bool
+    #: ``fallback_sources`` as ``correlation.sources.Source`` objects, a plain
+    #: name made ``sources.header(name)``; empty when incoming values are not
+    #: trusted, since nothing is read then.
+    _fallbacks: tuple[Source, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +136,12 @@ class Config(_Precomputed):
             ``header_name``, unless the application set that header itself.
         update_request_header: Rewrite the request's own ``header_name``
             header so the framework sees the final id.
+        fallback_sources: Further headers to read an id from, in order, when
+            ``header_name`` is absent or its value is rejected: a header name
+            (``"X-Correlation-ID"``) or a ``correlation.sources.Source`` (such
+            as ``sources.traceparent()``). Each candidate goes through the
+            hard floor, the validator and the transformer; the response and
+            the rewritten request header use ``header_name`` only.
 
     .. versionadded:: 0.1
     """
@@ -138,6 +153,7 @@ class Config(_Precomputed):
     transformer: Callable[[str], str] | None = None
     response_header: bool = True
     update_request_header: bool = True
+    fallback_sources: tuple[str | Source, ...] = ()
 
     def __post_init__(self) -> None:
         _check_header_name(self.header_name)
@@ -161,6 +177,10 @@ class Config(_Precomputed):
                 f" got {shown(self.generator)}"
             )
         _check_generator(self.generator, self.validator)
+        fallbacks = _fallbacks(self.header_name, self.fallback_sources)
+        # A list is accepted and kept as a tuple, so the Config stays hashable.
+        object.__setattr__(self, "fallback_sources", tuple(self.fallback_sources))
+        object.__setattr__(self, "_fallbacks", fallbacks if self.trust_incoming else ())
         # The instance is frozen: set the precomputed slots as dataclasses
         # documents for __post_init__ of a frozen class.
         object.__setattr__(
@@ -231,6 +251,36 @@ def _check_header_name(value: object, field: str = "header_name") -> None:
             f" framework own, got {shown(value)}; use a name of your own, such as"
             f" 'X-Request-ID'"
         )
+
+
+def _fallbacks(header_name: str, entries: object) -> tuple[Source, ...]:
+    """``fallback_sources`` as Sources, checked; errors name the field."""
+    from correlation import sources
+
+    if isinstance(entries, (str, bytes)) or not isinstance(entries, (tuple, list)):
+        raise TypeError(
+            f"fallback_sources must be a tuple of header names or"
+            f" correlation.sources.Source objects, got {shown(entries)}"
+        )
+    found: list[Source] = []
+    seen = {header_name.lower()}
+    for entry in entries:
+        if isinstance(entry, str):
+            _check_header_name(entry, "fallback_sources")
+            entry = sources.header(entry)
+        elif not isinstance(entry, sources.Source):
+            raise TypeError(
+                f"fallback_sources entries must be header names or"
+                f" correlation.sources.Source objects, got {shown(entry)}"
+            )
+        if entry.name.lower() in seen:
+            raise ValueError(
+                f"fallback_sources must not read a header twice (header_name"
+                f" included), got {shown(entry.name)} again"
+            )
+        seen.add(entry.name.lower())
+        found.append(entry)
+    return tuple(found)
 
 
 def _check_generator(

@@ -12,6 +12,8 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from correlation._config import Config
 del TYPE_CHECKING
 
@@ -146,7 +148,11 @@ def _debug(message: str, *args: object, exc_info: bool = False) -> None:
     logging.getLogger("correlation").debug(message, *args, exc_info=exc_info)
 
 
-def resolve(config: Config, incoming: str | None) -> str:
+def resolve(
+    config: Config,
+    incoming: str | None,
+    read: Callable[[str], str | None] | None = None,
+) -> str:
     """Return the id for a unit of work, given its incoming value or ``None``.
 
     *incoming* is the header's value with its occurrences joined (a WSGI
@@ -157,6 +163,11 @@ def resolve(config: Config, incoming: str | None) -> str:
     replaced by a generated id. User hooks that raise never turn the request
     into an error. The rejected value itself is never logged: a log line is
     exactly where a forged CR/LF or escape sequence would do harm.
+
+    *read*, given by an adapter whose config has ``fallback_sources``,
+    returns a header's value by name as the server handed it (``None`` when
+    absent); it is called only when *incoming* is absent or rejected, for
+    each fallback in turn until one offers an acceptable candidate.
     """
     if incoming is not None and config.trust_incoming:
         if config._default_rule and incoming.isascii():
@@ -177,19 +188,39 @@ def resolve(config: Config, incoming: str | None) -> str:
         accepted = _accepted(config, join_header_values([incoming]))
         if accepted is not None:
             return accepted
+    if read is not None and config._fallbacks:
+        accepted = _from_fallbacks(config, read)
+        if accepted is not None:
+            return accepted
     if config._builtin_generator:
         return generate_id()
     return _generate(config)
 
 
-def _accepted(config: Config, value: str) -> str | None:
+def _from_fallbacks(config: Config, read: Callable[[str], str | None]) -> str | None:
+    """The first acceptable candidate of ``config.fallback_sources``, if any."""
+    for source in config._fallbacks:
+        value = read(source.name)
+        if value is None:
+            continue
+        candidate = source.candidate(join_header_values([value]))
+        if candidate is None:
+            continue
+        accepted = _accepted(config, candidate, source.name)
+        if accepted is not None:
+            return accepted
+    return None
+
+
+def _accepted(config: Config, value: str, header: str | None = None) -> str | None:
     """*value* as the id, if it and its transformed form are acceptable.
 
     The value must pass the hard floor and the validator; then the
     ``transformer``, if any, rewrites it, and its result must pass both
     again. Anything rejected, or a transformer that raises, gives ``None``.
     """
-    accepted = _checked(config, value, "incoming")
+    header = config.header_name if header is None else header
+    accepted = _checked(config, value, "incoming", header)
     if accepted is None or config.transformer is None:
         return accepted
     try:
@@ -204,23 +235,23 @@ def _accepted(config: Config, value: str) -> str | None:
             type(transformed).__name__,
         )
         return None
-    if _checked(config, transformed, "transformed") is None:
+    if _checked(config, transformed, "transformed", header) is None:
         return None
     # A str subclass becomes a plain str: the id is data.
     return str.__str__(transformed)
 
 
-def _checked(config: Config, value: str, what: str) -> str | None:
+def _checked(config: Config, value: str, what: str, header: str) -> str | None:
     """*value* if it passes the hard floor and the validator, else ``None``.
 
-    *what* names the value in the DEBUG line about a rejection, which gives
-    its length, never the value.
+    *what* and *header* name the value in the DEBUG line about a rejection,
+    which gives its length, never the value.
     """
     if not passes_floor(value):
         _debug(
             "%s %s value fails the hard floor (%d characters); a new id is generated",
             what,
-            config.header_name,
+            header,
             len(value),
         )
         return None
@@ -234,7 +265,7 @@ def _checked(config: Config, value: str, what: str) -> str | None:
     _debug(
         "%s %s value rejected by the validator (%d characters); a new id is generated",
         what,
-        config.header_name,
+        header,
         len(value),
     )
     return None

@@ -40,6 +40,7 @@ def test_fields_names_and_order() -> None:
         "transformer",
         "response_header",
         "update_request_header",
+        "fallback_sources",
     ]
 
 
@@ -54,6 +55,7 @@ def test_field_defaults() -> None:
         "transformer": None,
         "response_header": True,
         "update_request_header": True,
+        "fallback_sources": (),
     }
     config = Config()
     assert config.header_name == "X-Request-ID"
@@ -63,6 +65,7 @@ def test_field_defaults() -> None:
     assert config.transformer is None
     assert config.response_header is True
     assert config.update_request_header is True
+    assert config.fallback_sources == ()
 
 
 def test_default_generator_output() -> None:
@@ -98,6 +101,7 @@ def test_positional_arguments_are_rejected() -> None:
         pytest.param("transformer", str.lower, id="transformer"),
         pytest.param("response_header", False, id="response_header"),
         pytest.param("update_request_header", False, id="update_request_header"),
+        pytest.param("fallback_sources", ("X-Other",), id="fallback_sources"),
     ],
 )
 def test_fields_cannot_be_assigned(name: str, value: object) -> None:
@@ -327,6 +331,55 @@ ERROR_CASES = [
         0,
         id="transformer-int",
     ),
+    # fallback_sources: what it holds, and no header read twice
+    pytest.param(
+        {"fallback_sources": "X-Correlation-ID"},
+        TypeError,
+        "fallback_sources",
+        "tuple",
+        "X-Correlation-ID",
+        id="fallback-a-bare-str",
+    ),
+    pytest.param(
+        {"fallback_sources": (b"X-Correlation-ID",)},
+        TypeError,
+        "fallback_sources",
+        "Source",
+        b"X-Correlation-ID",
+        id="fallback-bytes-entry",
+    ),
+    pytest.param(
+        {"fallback_sources": ("X_Correlation_ID",)},
+        ValueError,
+        "fallback_sources",
+        "'_'",
+        "X_Correlation_ID",
+        id="fallback-underscore",
+    ),
+    pytest.param(
+        {"fallback_sources": ("Cookie",)},
+        ValueError,
+        "fallback_sources",
+        "own",
+        "Cookie",
+        id="fallback-reserved",
+    ),
+    pytest.param(
+        {"fallback_sources": ("x-request-id",)},
+        ValueError,
+        "fallback_sources",
+        "twice",
+        "x-request-id",
+        id="fallback-repeats-header-name",
+    ),
+    pytest.param(
+        {"fallback_sources": ("X-A", "x-a")},
+        ValueError,
+        "fallback_sources",
+        "twice",
+        "x-a",
+        id="fallback-repeats-itself",
+    ),
     # bool fields given non-bools
     *(
         pytest.param(
@@ -525,3 +578,22 @@ def test_copies_are_working_configs(duplicate: Callable[[Config], Config]) -> No
 def test_config_reports_its_public_module() -> None:
     """Config says it lives in correlation, where users import it from."""
     assert Config.__module__ == "correlation"
+
+
+def test_fallback_sources_take_names_and_sources_and_keep_a_tuple() -> None:
+    """Names and Sources mix; a list is kept as a tuple, so the Config hashes."""
+    from correlation import sources
+
+    traceparent = sources.traceparent()
+    listed: Any = ["X-Correlation-ID", traceparent]  # typed a tuple; a list works
+    config = Config(fallback_sources=listed)
+    assert config.fallback_sources == ("X-Correlation-ID", traceparent)
+    assert hash(config) == hash(Config(fallback_sources=config.fallback_sources))
+    assert [source.name for source in config._fallbacks] == [
+        "X-Correlation-ID",
+        "traceparent",
+    ]
+    # Nothing is read from clients that are not trusted.
+    assert Config(trust_incoming=False, fallback_sources=("X-A",))._fallbacks == ()
+    with pytest.raises(ValueError, match="twice"):
+        Config(fallback_sources=(sources.header("X-A"), sources.traceparent("x-a")))

@@ -538,6 +538,139 @@ def test_a_raising_transformer_is_logged_without_the_value(
         assert MARKER not in repr(record.args)
 
 
+# --- fallback sources ------------------------------------------------------------
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+
+
+def _reader(headers: dict[str, str]) -> tuple[Callable[[str], str | None], list[str]]:
+    """A ``read`` for resolve over *headers* (case-insensitive), and what it read."""
+    asked: list[str] = []
+    lowered = {name.lower(): value for name, value in headers.items()}
+
+    def read(name: str) -> str | None:
+        asked.append(name)
+        return lowered.get(name.lower())
+
+    return read, asked
+
+
+def _raise_on_read(value: str) -> str:
+    raise RuntimeError(f"cannot parse {value}")
+
+
+@pytest.mark.parametrize(
+    ("incoming", "headers", "expected", "asked"),
+    [
+        pytest.param(
+            "primary", {"X-Correlation-ID": "fb"}, "primary", [], id="primary"
+        ),
+        pytest.param(
+            None, {"X-Correlation-ID": "fb"}, "fb", ["X-Correlation-ID"], id="absent"
+        ),
+        pytest.param(
+            "a b", {"X-Correlation-ID": "fb"}, "fb", ["X-Correlation-ID"], id="rejected"
+        ),
+        pytest.param(
+            None,
+            {"traceparent": TRACEPARENT},
+            TRACE_ID,
+            ["X-Correlation-ID", "traceparent"],
+            id="second-source",
+        ),
+        pytest.param(
+            None,
+            {"X-Correlation-ID": "a b", "traceparent": TRACEPARENT},
+            TRACE_ID,
+            ["X-Correlation-ID", "traceparent"],
+            id="first-rejected",
+        ),
+        pytest.param(
+            None,
+            {"X-Correlation-ID": " fb ,", "traceparent": "junk"},
+            "gen-1",
+            ["X-Correlation-ID", "traceparent", "X-Custom"],
+            id="none-accepted",
+        ),
+        pytest.param(
+            None,
+            {"X-Correlation-ID": " fb "},
+            "fb",
+            ["X-Correlation-ID"],
+            id="list-rule-applies",
+        ),
+        pytest.param(
+            None,
+            {"X-Custom": "anything"},
+            "gen-1",
+            ["X-Correlation-ID", "traceparent", "X-Custom"],
+            id="raising-parser",
+        ),
+        pytest.param(
+            None,
+            {},
+            "gen-1",
+            ["X-Correlation-ID", "traceparent", "X-Custom"],
+            id="no-headers",
+        ),
+    ],
+)
+def test_fallback_sources_are_read_in_order(
+    incoming: str | None, headers: dict[str, str], expected: str, asked: list[str]
+) -> None:
+    """header_name first, then each source; absent or rejected falls through."""
+    from correlation import sources
+
+    config = Config(
+        generator=counting_generator(),
+        fallback_sources=(
+            "X-Correlation-ID",
+            sources.traceparent(),
+            sources.Source("X-Custom", _raise_on_read),
+        ),
+    )
+    read, seen = _reader(headers)
+    assert resolve(config, incoming, read) == expected
+    assert seen == asked
+
+
+def test_fallback_candidates_pass_the_validator_and_the_transformer() -> None:
+    """A fallback's candidate is judged like the header's own value."""
+    config = Config(
+        validator=lambda v: v.startswith(("svc-", "SVC-", "gen-")),
+        transformer=str.lower,
+        generator=counting_generator(),
+        fallback_sources=("X-A", "X-B"),
+    )
+    read, _ = _reader({"X-A": "other-1", "X-B": "SVC-7"})
+    assert resolve(config, None, read) == "svc-7"
+
+
+def test_untrusted_config_reads_no_fallback() -> None:
+    """trust_incoming=False generates without reading any source."""
+    config = Config(
+        trust_incoming=False,
+        generator=counting_generator(),
+        fallback_sources=("X-Correlation-ID",),
+    )
+    read, asked = _reader({"X-Correlation-ID": "fb"})
+    assert resolve(config, None, read) == "gen-1"
+    assert asked == []
+
+
+def test_a_rejected_fallback_is_logged_by_its_header_and_length_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The DEBUG line names the fallback header and the length, never the value."""
+    caplog.set_level(logging.DEBUG, logger="correlation")
+    config = Config(fallback_sources=("X-Correlation-ID",))
+    read, _ = _reader({"X-Correlation-ID": f"{MARKER}\r\nInjected: 1"})
+    assert MARKER not in resolve(config, None, read)
+    assert "X-Correlation-ID" in caplog.text
+    assert MARKER not in caplog.text
+
+
 def test_generate_id_is_distinct_across_threads() -> None:
     """Threads drawing ids at once from the ready-made batch never share one."""
     per_thread = 5_000

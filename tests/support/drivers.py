@@ -60,6 +60,9 @@ class Request:
     joiner: str = ", "
     #: Id headers the app puts on its response itself: (spelling, value).
     app_headers: Sequence[tuple[str, str]] = ()
+    #: Other request headers, raw, one (name, value) per occurrence: the
+    #: fallback sources' headers, say.
+    other_headers: Sequence[tuple[str, bytes]] = ()
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ def serve_asgi(config: Config | None, request: Request) -> Served:
 
     headers = [(b"host", b"testserver")]
     headers += [(wire, value) for value in request.occurrences or []]
+    headers += [(n.lower().encode("latin-1"), v) for n, v in request.other_headers]
     scope = http_scope(headers)
     original = copy.deepcopy(scope)
     sent = Recorder()
@@ -179,6 +183,8 @@ def serve_wsgi(config: Config | None, request: Request) -> Served:
         headers.append(
             (name if request.wire_name is None else request.wire_name, joined)
         )
+    # make_environ joins repeated names with ", ", as most servers do.
+    headers += [(n, v.decode("latin-1")) for n, v in request.other_headers]
     seen: list[tuple[str | None, WSGIEnvironment]] = []
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -1,0 +1,139 @@
+"""Config.fallback_sources through both adapters: one table, identical results.
+
+Each row is a request's headers: the id header (``X-Request-ID``) present,
+absent or rejected, and the fallback sources' headers (``X-Correlation-ID``,
+``traceparent``, ``X-Amzn-Trace-Id``) valid, invalid, repeated or absent.
+The driver pair serves it through the ASGI and the WSGI adapter; both must
+give the row's id, echo it under ``header_name`` only, rewrite only that
+request header, and hand the fallback headers to the app as they came.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from drivers import DRIVERS, Request, Served, serve_asgi, serve_wsgi
+from hooks_testing import counting_generator
+
+from correlation import Config, sources
+
+#: What the counting generator gives the first request.
+GEN = "gen-1"
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01".encode()
+ROOT = "1-5759e988-bd862e3fe1be46a994272793"
+AMZN = f"Self=1-67891234-abcdef012345678912345678;Root={ROOT};Sampled=1".encode()
+
+CORR = "X-Correlation-ID"
+TP = "traceparent"
+AWS = "X-Amzn-Trace-Id"
+
+
+def config(**options: Any) -> Config:
+    """The table's config: three fallbacks after X-Request-ID, known ids."""
+    return Config(
+        generator=counting_generator(),
+        fallback_sources=(CORR, sources.traceparent(), sources.aws_trace_root()),
+        **options,
+    )
+
+
+#: (primary occurrences, other headers, the id the request must get)
+TABLE = [
+    pytest.param([b"primary-1"], [(CORR, b"corr-1")], "primary-1", id="primary-wins"),
+    pytest.param(None, [(CORR, b"corr-1")], "corr-1", id="primary-absent"),
+    pytest.param([b"a b"], [(CORR, b"corr-1")], "corr-1", id="primary-rejected"),
+    pytest.param([b"a", b"b"], [(CORR, b"corr-1")], "corr-1", id="primary-repeated"),
+    pytest.param(None, [(CORR, b" corr-1 ")], "corr-1", id="fallback-blanks"),
+    pytest.param(None, [(TP, TRACEPARENT)], TRACE_ID, id="traceparent"),
+    pytest.param(
+        None, [(CORR, b"<x>"), (TP, TRACEPARENT)], TRACE_ID, id="first-rejected"
+    ),
+    pytest.param(
+        None,
+        [(CORR, b"c1"), (CORR, b"c2"), (TP, TRACEPARENT)],
+        TRACE_ID,
+        id="fallback-repeated",
+    ),
+    pytest.param(
+        None, [(TP, TRACEPARENT), (TP, TRACEPARENT)], GEN, id="two-traceparents"
+    ),
+    pytest.param(
+        None, [(TP, b"ff" + TRACEPARENT[2:]), (AWS, AMZN)], ROOT, id="aws-root"
+    ),
+    pytest.param(
+        None,
+        [(AWS, b"Self=1-67891234-abcdef012345678912345678")],
+        GEN,
+        id="aws-no-root",
+    ),
+    pytest.param(
+        None,
+        [(AWS, f"Root={ROOT};CalledFrom=a=b".encode())],
+        ROOT,
+        id="aws-custom-field",
+    ),
+    pytest.param(
+        None, [(CORR, b"EVIL\r\nSet-Cookie: a=b")], GEN, id="hostile-fallback"
+    ),
+    pytest.param(None, [], GEN, id="nothing"),
+]
+
+
+def outcome(served: Served) -> tuple[object, ...]:
+    """What both adapters must agree on."""
+    return (
+        served.seen_id,
+        served.stored,
+        served.request_header,
+        served.response_header,
+    )
+
+
+@pytest.mark.parametrize(("primary", "others", "expected"), TABLE)
+def test_both_adapters_give_the_same_id(
+    primary: list[bytes] | None, others: list[tuple[str, bytes]], expected: str
+) -> None:
+    """The row's id, the same through both adapters, under header_name only."""
+    request = Request(primary, other_headers=others)
+    from_asgi = serve_asgi(config(), request)
+    from_wsgi = serve_wsgi(config(), request)
+    assert outcome(from_asgi) == outcome(from_wsgi)
+    assert outcome(from_asgi) == (expected, expected, (expected,), (expected,))
+
+
+@pytest.mark.parametrize("serve", DRIVERS)
+def test_fallback_headers_reach_the_app_unchanged(serve: Any) -> None:
+    """Only header_name is rewritten; the header the id came from is left alone."""
+    served = serve(config(), Request(None, other_headers=[(CORR, b"corr-7")]))
+    assert served.seen_id == "corr-7"
+    assert "corr-7" in served.app_view  # the X-Correlation-ID header, as sent
+    assert served.request_header == ("corr-7",)  # X-Request-ID, added
+
+
+@pytest.mark.parametrize("serve", DRIVERS)
+def test_untrusted_config_reads_no_source(serve: Any) -> None:
+    """trust_incoming=False generates whatever the fallback headers hold."""
+    served = serve(
+        config(trust_incoming=False),
+        Request([b"primary-1"], other_headers=[(CORR, b"corr-1"), (TP, TRACEPARENT)]),
+    )
+    assert served.seen_id == GEN
+
+
+@pytest.mark.parametrize("serve", DRIVERS)
+def test_a_raising_source_is_passed_over(serve: Any) -> None:
+    """A user's parse function that raises offers nothing; the request goes on."""
+
+    def broken(value: str) -> str:
+        raise RuntimeError(f"cannot parse {value}")
+
+    served = serve(
+        Config(
+            generator=counting_generator(),
+            fallback_sources=(sources.Source("X-Broken", broken), CORR),
+        ),
+        Request(None, other_headers=[("X-Broken", b"b-1"), (CORR, b"corr-1")]),
+    )
+    assert served.seen_id == "corr-1"
