@@ -53,14 +53,22 @@ def test_wheel_holds_exactly_the_two_packages(wheel: zipfile.ZipFile) -> None:
 
 
 def test_wheel_metadata(wheel: zipfile.ZipFile) -> None:
-    """Not named correlation, Python 3.10+, runtime deps asgiref and werkzeug only."""
+    """Not named correlation, Python 3.10+, runtime deps asgiref and werkzeug only.
+
+    Each integration's library is an optional extra, never a runtime dependency.
+    """
     meta = _metadata(wheel)
     assert meta["Name"] == "correlation-toolkit"
     assert meta["Requires-Python"] == ">=3.10"
     assert meta["Version"] == correlation.__version__
     requires = meta.get_all("Requires-Dist") or []
-    runtime = sorted(r.split(">")[0].split(";")[0].strip() for r in requires)
+    runtime = sorted(
+        r.split(">")[0].split(";")[0].strip() for r in requires if "extra ==" not in r
+    )
     assert runtime == ["asgiref", "werkzeug"]
+    extras = [r.replace("'", '"') for r in requires if "extra ==" in r]
+    assert extras == ['django>=4.2; extra == "django"']
+    assert meta.get_all("Provides-Extra") == ["django"]
     assert "Typing :: Typed" in (meta.get_all("Classifier") or [])
 
 

@@ -76,7 +76,9 @@ def test_core_import_loads_no_framework() -> None:
     assert loaded.isdisjoint(CORE_FORBIDDEN), sorted(loaded & set(CORE_FORBIDDEN))
 
 
-@pytest.mark.parametrize("module", ["adapters.asgi", "adapters.wsgi"])
+@pytest.mark.parametrize(
+    "module", ["adapters.asgi", "adapters.wsgi", "adapters.django"]
+)
 def test_adapter_import_loads_no_web_framework(module: str) -> None:
     """Importing an adapter loads no web framework, server or client."""
     loaded = _modules_loaded_by(f"import {module}")

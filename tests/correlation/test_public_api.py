@@ -11,6 +11,7 @@ import pytest
 
 import adapters
 import adapters.asgi
+import adapters.django
 import adapters.wsgi
 import correlation
 import correlation.logging
@@ -24,6 +25,7 @@ MODULES = [
     pytest.param(correlation.threads, id="correlation.threads"),
     pytest.param(adapters.asgi, id="adapters.asgi"),
     pytest.param(adapters.wsgi, id="adapters.wsgi"),
+    pytest.param(adapters.django, id="adapters.django"),
 ]
 
 
@@ -87,6 +89,7 @@ def test_correlation_exports_the_fixed_names() -> None:
     assert {"Config", "get_request_id"} <= set(correlation.__all__)
     assert adapters.asgi.__all__ == ["RequestIdMiddleware"]
     assert adapters.wsgi.__all__ == ["RequestIdMiddleware"]
+    assert adapters.django.__all__ == ["RequestIdMiddleware"]
 
 
 def test_version_is_a_str() -> None:
@@ -120,6 +123,7 @@ ALL_MODULES = [
     "adapters",
     "adapters.asgi",
     "adapters.wsgi",
+    "adapters.django",
     "adapters._types",
 ]
 

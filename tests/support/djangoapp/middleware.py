@@ -55,3 +55,17 @@ class AsyncOnlyMiddleware:
         response = await self.get_response(request)
         response[ASYNC_HEADER] = f"{before}|{_seen()}"
         return response
+
+
+class HeadersFirstMiddleware:
+    """Reads ``request.headers`` before anything else, so Django caches it."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        request.headers.get("X-Request-ID")
+        return self.get_response(request)

@@ -15,4 +15,5 @@ urlpatterns: list[URLPattern] = [
     path("error/sync/", views.sync_error_view),
     path("environ/", views.environ_view),
     path("file/", views.file_view),
+    path("own-header/", views.own_header_view),
 ]

@@ -139,3 +139,10 @@ def environ_view(request: HttpRequest) -> JsonResponse:
 def file_view(request: HttpRequest) -> FileResponse:
     """A FileResponse: under WSGI Django hands it to ``wsgi.file_wrapper``."""
     return FileResponse(io.BytesIO(b"file body"), content_type="text/plain")
+
+
+def own_header_view(request: HttpRequest) -> JsonResponse:
+    """Sets the id header itself: the middleware must keep it, not add one."""
+    response = _report(request, get_request_id())
+    response["X-Request-ID"] = "view-chosen"
+    return response
