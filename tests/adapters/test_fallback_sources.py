@@ -1,6 +1,7 @@
 """Config.fallback_sources through both adapters: one table, identical results.
 
-Each row is a request's headers: the id header (``X-Request-ID``) present,
+Each row of the shared table (``header_sets``, which the Django middleware's
+tests run too) is a request's headers: the id header (``X-Request-ID``) present,
 absent or rejected, and the fallback sources' headers (``X-Correlation-ID``,
 ``traceparent``, ``X-Amzn-Trace-Id``) valid, invalid, repeated or absent.
 The driver pair serves it through the ASGI and the WSGI adapter; both must
@@ -14,71 +15,10 @@ from typing import Any
 
 import pytest
 from drivers import DRIVERS, Request, Served, serve_asgi, serve_wsgi
+from header_sets import CORR, GEN, TABLE, TP, TRACEPARENT, config
 from hooks_testing import counting_generator
 
 from correlation import Config, sources
-
-#: What the counting generator gives the first request.
-GEN = "gen-1"
-TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
-TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01".encode()
-ROOT = "1-5759e988-bd862e3fe1be46a994272793"
-AMZN = f"Self=1-67891234-abcdef012345678912345678;Root={ROOT};Sampled=1".encode()
-
-CORR = "X-Correlation-ID"
-TP = "traceparent"
-AWS = "X-Amzn-Trace-Id"
-
-
-def config(**options: Any) -> Config:
-    """The table's config: three fallbacks after X-Request-ID, known ids."""
-    return Config(
-        generator=counting_generator(),
-        fallback_sources=(CORR, sources.traceparent(), sources.aws_trace_root()),
-        **options,
-    )
-
-
-#: (primary occurrences, other headers, the id the request must get)
-TABLE = [
-    pytest.param([b"primary-1"], [(CORR, b"corr-1")], "primary-1", id="primary-wins"),
-    pytest.param(None, [(CORR, b"corr-1")], "corr-1", id="primary-absent"),
-    pytest.param([b"a b"], [(CORR, b"corr-1")], "corr-1", id="primary-rejected"),
-    pytest.param([b"a", b"b"], [(CORR, b"corr-1")], "corr-1", id="primary-repeated"),
-    pytest.param(None, [(CORR, b" corr-1 ")], "corr-1", id="fallback-blanks"),
-    pytest.param(None, [(TP, TRACEPARENT)], TRACE_ID, id="traceparent"),
-    pytest.param(
-        None, [(CORR, b"<x>"), (TP, TRACEPARENT)], TRACE_ID, id="first-rejected"
-    ),
-    pytest.param(
-        None,
-        [(CORR, b"c1"), (CORR, b"c2"), (TP, TRACEPARENT)],
-        TRACE_ID,
-        id="fallback-repeated",
-    ),
-    pytest.param(
-        None, [(TP, TRACEPARENT), (TP, TRACEPARENT)], GEN, id="two-traceparents"
-    ),
-    pytest.param(
-        None, [(TP, b"ff" + TRACEPARENT[2:]), (AWS, AMZN)], ROOT, id="aws-root"
-    ),
-    pytest.param(
-        None,
-        [(AWS, b"Self=1-67891234-abcdef012345678912345678")],
-        GEN,
-        id="aws-no-root",
-    ),
-    pytest.param(
-        None,
-        [(AWS, f"Root={ROOT};CalledFrom=a=b".encode())],
-        ROOT,
-        id="aws-custom-field",
-    ),
-    pytest.param(
-        None, [(CORR, b"EVIL\r\nSet-Cookie: a=b")], GEN, id="hostile-fallback"
-    ),
-    pytest.param(None, [], GEN, id="nothing"),
-]
 
 
 def outcome(served: Served) -> tuple[object, ...]:

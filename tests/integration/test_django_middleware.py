@@ -19,6 +19,8 @@ import pytest
 from asgi_testing import HEX32, TIMEOUT
 from djangoapp import MIDDLEWARE, ROOT_URLCONF, setup_django
 from djangoapp.middleware import ASYNC_HEADER, SYNC_HEADER
+from header_sets import TABLE
+from header_sets import config as header_config
 from hooks_testing import counting_generator
 from hostile import MARKER, Hostile, hostile_params
 from log_testing import capture_logs
@@ -245,6 +247,27 @@ def test_another_requests_binding_is_not_adopted() -> None:
     assert_everywhere(response, "mine-1")
 
 
+@pytest.mark.parametrize(("primary", "others", "expected"), TABLE)
+def test_the_shared_header_table_gives_the_adapters_ids(
+    primary: list[bytes] | None, others: list[tuple[str, bytes]], expected: str
+) -> None:
+    """Every row of header_sets.TABLE: the id the adapters give, under header_name."""
+    from django.test import Client
+
+    sent: dict[str, list[str]] = {}
+    if primary is not None:
+        sent["X-Request-ID"] = [value.decode("latin-1") for value in primary]
+    for name, value in others:
+        sent.setdefault(name, []).append(value.decode("latin-1"))
+    # Repeated headers joined with ", ", as a WSGI server files them.
+    headers = {name: ", ".join(values) for name, values in sent.items()}
+    with django_with(CORRELATION_CONFIG=header_config()):
+        response = Client().get("/sync/", headers=headers)
+    assert response.headers["X-Request-ID"] == expected
+    seen = report(response)
+    assert seen["before"] == seen["after"] == seen["header"] == expected
+
+
 # --- behind an adapter: one id -----------------------------------------------------
 
 
@@ -262,6 +285,8 @@ def test_behind_the_wsgi_adapter_one_id_and_one_header() -> None:
     assert "X-Other-ID" not in response.headers
     seen = json.loads(response.get_data())
     assert seen["before"] == seen["after"] == "outer-1"
+    # One generated id: the middleware's generator was never asked.
+    assert inner.generator() == "inner-1"
 
 
 def test_behind_the_asgi_adapter_one_id_and_one_header() -> None:
@@ -284,3 +309,4 @@ def test_behind_the_asgi_adapter_one_id_and_one_header() -> None:
     assert response.headers.get_list("X-Request-ID") == ["edge-1"]
     seen = response.json()
     assert seen["before"] == seen["after"] == seen["header"] == "edge-1"
+    assert inner.generator() == "inner-1"
