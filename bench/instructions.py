@@ -146,6 +146,7 @@ def _row_names(group: str) -> list[str]:
             "bare",
             "reference",
             "ours",
+            micro.DJANGO_MIDDLEWARE_ROW,
             "django-guid",
             "django-log-request-id",
         ],

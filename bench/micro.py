@@ -446,6 +446,11 @@ def _setup_django() -> None:
     django.setup()
 
 
+#: Django with ``adapters.django.RequestIdMiddleware`` in ``MIDDLEWARE`` and no
+#: adapter: the peers' own setup (issue 12: at most 0.5x the cheaper peer).
+DJANGO_MIDDLEWARE_ROW = "ours-django-middleware"
+
+
 def build_django() -> list[Case]:
     """The ``django`` rows: one ``WSGIHandler`` per candidate."""
     _setup_django()
@@ -466,6 +471,7 @@ def build_django() -> list[Case]:
         request_finished.disconnect(receiver)
 
     middleware = {
+        DJANGO_MIDDLEWARE_ROW: ["adapters.django.RequestIdMiddleware"],
         "django-guid": ["django_guid.middleware.guid_middleware"],
         "django-log-request-id": ["log_request_id.middleware.RequestIDMiddleware"],
     }
@@ -485,6 +491,7 @@ def build_django() -> list[Case]:
             "bare",
             "reference",
             "ours",
+            DJANGO_MIDDLEWARE_ROW,
             "django-guid",
             "django-log-request-id",
         ):

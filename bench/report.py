@@ -78,6 +78,7 @@ CANDIDATE_ORDER = (
     "reference",
     "ours",
     "ours+2-fallbacks",
+    "ours-django-middleware",
     "asgi-correlation-id",
     "flask-log-request-id",
     "django-guid",
