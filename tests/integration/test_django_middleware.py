@@ -24,6 +24,7 @@ from header_sets import config as header_config
 from hooks_testing import counting_generator
 from hostile import MARKER, Hostile, hostile_params
 from log_testing import capture_logs
+from servers import serve_uvicorn, serve_waitress
 
 from adapters import asgi, wsgi
 from correlation import Config, _context, get_request_id
@@ -309,4 +310,55 @@ def test_behind_the_asgi_adapter_one_id_and_one_header() -> None:
     assert response.headers.get_list("X-Request-ID") == ["edge-1"]
     seen = response.json()
     assert seen["before"] == seen["after"] == seen["header"] == "edge-1"
+    assert inner.generator() == "inner-1"
+
+
+# --- behind an adapter, on real servers --------------------------------------------
+
+
+def test_behind_the_asgi_adapter_on_uvicorn() -> None:
+    """uvicorn -> ASGI adapter -> Django with the middleware: one id, one header."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    outer = Config(generator=counting_generator("uv"))
+    inner = Config(generator=counting_generator("inner"))
+    with django_with(CORRELATION_CONFIG=inner):
+        application = asgi.RequestIdMiddleware(ASGIHandler(), config=outer)
+        with (
+            serve_uvicorn(application, lifespan="off") as server,
+            httpx.Client(base_url=server.url, timeout=TIMEOUT) as client,
+        ):
+            sent = client.get("/sync/", headers={"X-Request-ID": "real-1"})
+            generated = client.get("/async/")
+    assert sent.headers.get_list("X-Request-ID") == ["real-1"]
+    assert sent.json()["after"] == sent.json()["header"] == "real-1"
+    # The adapter's generator made it (the server's start-up probe may
+    # have taken an earlier one); the middleware's was never asked.
+    [generated_id] = generated.headers.get_list("X-Request-ID")
+    assert generated_id.startswith("uv-")
+    assert generated.json()["after"] == generated_id
+    assert inner.generator() == "inner-1"
+
+
+def test_behind_the_wsgi_adapter_on_waitress() -> None:
+    """waitress -> WSGI adapter -> Django with the middleware: one id, one header."""
+    from django.core.handlers.wsgi import WSGIHandler
+
+    outer = Config(generator=counting_generator("wt"))
+    inner = Config(generator=counting_generator("inner"))
+    with django_with(CORRELATION_CONFIG=inner):
+        application = wsgi.RequestIdMiddleware(WSGIHandler(), config=outer)
+        with (
+            serve_waitress(application) as server,
+            httpx.Client(base_url=server.url, timeout=TIMEOUT) as client,
+        ):
+            sent = client.get("/sync/", headers={"X-Request-ID": "real-2"})
+            generated = client.get("/sync/")
+    assert sent.headers.get_list("X-Request-ID") == ["real-2"]
+    assert sent.json()["after"] == sent.json()["header"] == "real-2"
+    # The adapter's generator made it (the server's start-up probe may
+    # have taken an earlier one); the middleware's was never asked.
+    [generated_id] = generated.headers.get_list("X-Request-ID")
+    assert generated_id.startswith("wt-")
+    assert generated.json()["after"] == generated_id
     assert inner.generator() == "inner-1"
