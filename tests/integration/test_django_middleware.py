@@ -222,6 +222,18 @@ def test_config_comes_from_the_setting() -> None:
     assert generated.headers["X-Correlation-ID"] == "dj-1"
 
 
+def test_the_transformer_applies_in_the_middleware() -> None:
+    """CORRELATION_CONFIG's transformer rewrites an accepted id, not a generated one."""
+    from django.test import Client
+
+    config = Config(transformer=str.lower, generator=counting_generator("GEN"))
+    with django_with(CORRELATION_CONFIG=config):
+        kept = Client().get("/sync/", headers={"X-Request-ID": "Mixed-Case-1"})
+        generated = Client().get("/sync/")
+    assert_everywhere(kept, "mixed-case-1")
+    assert_everywhere(generated, "GEN-1")
+
+
 @pytest.mark.parametrize("value", ["X-Correlation-ID", {"header_name": "X"}, Config])
 def test_a_wrong_setting_fails_when_the_handler_loads(value: object) -> None:
     """Anything but a Config or None raises TypeError naming the setting."""
