@@ -21,6 +21,7 @@ Django is imported when the middleware is built, never with this module.
 
 from __future__ import annotations
 
+from adapters.wsgi import _environ_key, _environ_reader
 from correlation import _context, _ids
 
 TYPE_CHECKING = False
@@ -71,8 +72,7 @@ class RequestIdMiddleware:
         self._is_async = iscoroutinefunction(get_response)
         if self._is_async:
             markcoroutinefunction(self)
-        # Where Django files the request header: HTTP_X_REQUEST_ID.
-        self._meta_key = "HTTP_" + config.header_name.upper().replace("-", "_")
+        self._meta_key = _environ_key(config.header_name)
         self._reads_fallbacks = bool(config.fallback_sources) and config.trust_incoming
 
     def __call__(self, request: Any) -> Any:
@@ -129,7 +129,7 @@ class RequestIdMiddleware:
             self._update_request(request, outer.request_id)
             return outer, False
         incoming = meta.get(self._meta_key)
-        read = _meta_reader(meta) if self._reads_fallbacks else None
+        read = _environ_reader(meta) if self._reads_fallbacks else None
         request_id = _ids.resolve(self.config, incoming, read)
         binding = _context.begin(request_id, "django")
         self._update_request(request, request_id)
@@ -180,13 +180,3 @@ class RequestIdMiddleware:
             name = self.config.header_name
             if name not in headers:
                 headers[name] = binding.request_id
-
-
-def _meta_reader(meta: dict[str, Any]) -> Callable[[str], str | None]:
-    """For ``resolve``: a header's value by name, as Django filed it."""
-
-    def read(name: str) -> str | None:
-        value = meta.get("HTTP_" + name.upper().replace("-", "_"))
-        return value if isinstance(value, str) else None
-
-    return read

@@ -16,7 +16,7 @@ from correlation import _context, _ids
 # import cost (mypy treats any constant named TYPE_CHECKING as True).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from typing import Any
 
     from _typeshed import OptExcInfo
@@ -82,8 +82,7 @@ class RequestIdMiddleware:
         # Whether ``resolve`` may need other headers: only fallback sources
         # the config trusts.
         self._reads_fallbacks = bool(config.fallback_sources) and config.trust_incoming
-        # Where a WSGI server puts the request header: HTTP_X_REQUEST_ID.
-        self._environ_key = "HTTP_" + config.header_name.upper().replace("-", "_")
+        self._environ_key = _environ_key(config.header_name)
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
@@ -174,11 +173,20 @@ class RequestIdMiddleware:
         return _StartResponse(start_response, header, binding).start_response
 
 
-def _environ_reader(environ: WSGIEnvironment) -> Callable[[str], str | None]:
+def _environ_key(header_name: str) -> str:
+    """Where a WSGI server files a request header: ``HTTP_X_REQUEST_ID``.
+
+    Django's ``request.META`` follows the same convention under ASGI too, so
+    ``adapters.django`` uses this and ``_environ_reader`` as well.
+    """
+    return "HTTP_" + header_name.upper().replace("-", "_")
+
+
+def _environ_reader(environ: Mapping[str, Any]) -> Callable[[str], str | None]:
     """For ``resolve``: a header's value by name, as the server filed it."""
 
     def read(name: str) -> str | None:
-        value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+        value = environ.get(_environ_key(name))
         return value if isinstance(value, str) else None
 
     return read

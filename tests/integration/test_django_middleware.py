@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import httpx
@@ -328,49 +328,51 @@ def test_behind_the_asgi_adapter_one_id_and_one_header() -> None:
 # --- behind an adapter, on real servers --------------------------------------------
 
 
-def test_behind_the_asgi_adapter_on_uvicorn() -> None:
-    """uvicorn -> ASGI adapter -> Django with the middleware: one id, one header."""
+@contextmanager
+def on_uvicorn(outer: Config) -> Iterator[str]:
+    """uvicorn -> ASGI adapter (*outer*) -> Django; the server's base URL."""
     from django.core.handlers.asgi import ASGIHandler
 
-    outer = Config(generator=counting_generator("uv"))
+    application = asgi.RequestIdMiddleware(ASGIHandler(), config=outer)
+    with serve_uvicorn(application, lifespan="off") as server:
+        yield server.url
+
+
+@contextmanager
+def on_waitress(outer: Config) -> Iterator[str]:
+    """waitress -> WSGI adapter (*outer*) -> Django; the server's base URL."""
+    from django.core.handlers.wsgi import WSGIHandler
+
+    application = wsgi.RequestIdMiddleware(WSGIHandler(), config=outer)
+    with serve_waitress(application) as server:
+        yield server.url
+
+
+@pytest.mark.parametrize(
+    ("serving", "generated_path"),
+    [
+        pytest.param(on_uvicorn, "/async/", id="uvicorn-asgi-adapter"),
+        pytest.param(on_waitress, "/sync/", id="waitress-wsgi-adapter"),
+    ],
+)
+def test_behind_an_adapter_on_a_real_server(
+    serving: Callable[[Config], AbstractContextManager[str]], generated_path: str
+) -> None:
+    """A real server -> an adapter -> Django with the middleware: one id, one header."""
+    outer = Config(generator=counting_generator("outer"))
     inner = Config(generator=counting_generator("inner"))
-    with django_with(CORRELATION_CONFIG=inner):
-        application = asgi.RequestIdMiddleware(ASGIHandler(), config=outer)
-        with (
-            serve_uvicorn(application, lifespan="off") as server,
-            httpx.Client(base_url=server.url, timeout=TIMEOUT) as client,
-        ):
-            sent = client.get("/sync/", headers={"X-Request-ID": "real-1"})
-            generated = client.get("/async/")
+    with (
+        django_with(CORRELATION_CONFIG=inner),
+        serving(outer) as url,
+        httpx.Client(base_url=url, timeout=TIMEOUT) as client,
+    ):
+        sent = client.get("/sync/", headers={"X-Request-ID": "real-1"})
+        generated = client.get(generated_path)
     assert sent.headers.get_list("X-Request-ID") == ["real-1"]
     assert sent.json()["after"] == sent.json()["header"] == "real-1"
     # The adapter's generator made it (the server's start-up probe may
     # have taken an earlier one); the middleware's was never asked.
     [generated_id] = generated.headers.get_list("X-Request-ID")
-    assert generated_id.startswith("uv-")
-    assert generated.json()["after"] == generated_id
-    assert inner.generator() == "inner-1"
-
-
-def test_behind_the_wsgi_adapter_on_waitress() -> None:
-    """waitress -> WSGI adapter -> Django with the middleware: one id, one header."""
-    from django.core.handlers.wsgi import WSGIHandler
-
-    outer = Config(generator=counting_generator("wt"))
-    inner = Config(generator=counting_generator("inner"))
-    with django_with(CORRELATION_CONFIG=inner):
-        application = wsgi.RequestIdMiddleware(WSGIHandler(), config=outer)
-        with (
-            serve_waitress(application) as server,
-            httpx.Client(base_url=server.url, timeout=TIMEOUT) as client,
-        ):
-            sent = client.get("/sync/", headers={"X-Request-ID": "real-2"})
-            generated = client.get("/sync/")
-    assert sent.headers.get_list("X-Request-ID") == ["real-2"]
-    assert sent.json()["after"] == sent.json()["header"] == "real-2"
-    # The adapter's generator made it (the server's start-up probe may
-    # have taken an earlier one); the middleware's was never asked.
-    [generated_id] = generated.headers.get_list("X-Request-ID")
-    assert generated_id.startswith("wt-")
+    assert generated_id.startswith("outer-")
     assert generated.json()["after"] == generated_id
     assert inner.generator() == "inner-1"
