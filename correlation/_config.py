@@ -227,7 +227,7 @@ def config_or_default(config: Config | None) -> Config:
     return config
 
 
-def _check_header_name(value: object, field: str = "header_name") -> None:
+def _check_header_name(value: object, field: str = "header_name") -> str:
     """Refuse what cannot be a header name to read and echo, naming *field*."""
     if not isinstance(value, str):
         raise TypeError(f"{field} must be a str, got {shown(value)}")
@@ -251,6 +251,7 @@ def _check_header_name(value: object, field: str = "header_name") -> None:
             f" framework own, got {shown(value)}; use a name of your own, such as"
             f" 'X-Request-ID'"
         )
+    return value
 
 
 def _fallbacks(header_name: str, entries: object) -> tuple[Source, ...]:
