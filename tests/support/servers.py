@@ -270,13 +270,18 @@ def wait_until(
 
 
 def answers_http(
-    port: int, path: str, timeout: float = PROBE_TIMEOUT, *, need_body: bool = False
+    port: int,
+    path: str,
+    timeout: float = PROBE_TIMEOUT,
+    *,
+    need_body: bool = False,
+    host: str = HOST,
 ) -> bool:
-    """Return whether ``GET path`` on *port* gets any HTTP response.
+    """Return whether ``GET path`` on *host*:*port* gets any HTTP response.
 
     With *need_body*, the response must also have a non-empty body.
     """
-    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request("GET", path)
         body = connection.getresponse().read()
@@ -296,6 +301,7 @@ def await_serving(
     details: Callable[[], str] = lambda: "",
     *,
     need_body: bool = False,
+    host: str = HOST,
 ) -> None:
     """Probe the server until it answers; fail fast if it died, or at the deadline.
 
@@ -312,7 +318,11 @@ def await_serving(
                 f"{name} did not answer GET {probe_path} within {timeout} s{details()}"
             )
         if answers_http(
-            port, probe_path, min(remaining, PROBE_TIMEOUT), need_body=need_body
+            port,
+            probe_path,
+            min(remaining, PROBE_TIMEOUT),
+            need_body=need_body,
+            host=host,
         ):
             return
         time.sleep(_POLL_INTERVAL)
@@ -611,6 +621,7 @@ def _serve_in_thread(
     stop_timeout: float,
     log: Callable[[], str],
     request_threads: Callable[[], list[threading.Thread]],
+    host: str = HOST,
 ) -> Iterator[Running]:
     """Run a socketserver-based *server* in a thread; the shared stop logic.
 
@@ -629,8 +640,8 @@ def _serve_in_thread(
     thread = threading.Thread(target=loop, name=f"{name}-test-server", daemon=True)
     try:
         thread.start()
-        await_serving(name, port, probe_path, start_timeout, thread.is_alive)
-        yield Running(name, f"http://{HOST}:{port}", log)
+        await_serving(name, port, probe_path, start_timeout, thread.is_alive, host=host)
+        yield Running(name, f"http://{host}:{port}", log)
     finally:
         stop.set()
         thread.join(stop_timeout)
