@@ -67,8 +67,8 @@ def test_wheel_metadata(wheel: zipfile.ZipFile) -> None:
     )
     assert runtime == ["asgiref", "werkzeug"]
     extras = [r.replace("'", '"') for r in requires if "extra ==" in r]
-    assert extras == ['django>=4.2; extra == "django"']
-    assert meta.get_all("Provides-Extra") == ["django"]
+    assert extras == ['django>=4.2; extra == "django"', 'httpx>=0.27; extra == "httpx"']
+    assert meta.get_all("Provides-Extra") == ["django", "httpx"]
     assert "Typing :: Typed" in (meta.get_all("Classifier") or [])
 
 

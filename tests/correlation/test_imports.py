@@ -77,7 +77,7 @@ def test_core_import_loads_no_framework() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["adapters.asgi", "adapters.wsgi", "adapters.django"]
+    "module", ["adapters.asgi", "adapters.wsgi", "adapters.django", "adapters.httpx"]
 )
 def test_adapter_import_loads_no_web_framework(module: str) -> None:
     """Importing an adapter loads no web framework, server or client."""

@@ -12,6 +12,7 @@ import pytest
 import adapters
 import adapters.asgi
 import adapters.django
+import adapters.httpx
 import adapters.wsgi
 import correlation
 import correlation.logging
@@ -26,6 +27,7 @@ MODULES = [
     pytest.param(adapters.asgi, id="adapters.asgi"),
     pytest.param(adapters.wsgi, id="adapters.wsgi"),
     pytest.param(adapters.django, id="adapters.django"),
+    pytest.param(adapters.httpx, id="adapters.httpx"),
 ]
 
 
@@ -90,6 +92,7 @@ def test_correlation_exports_the_fixed_names() -> None:
     assert adapters.asgi.__all__ == ["RequestIdMiddleware"]
     assert adapters.wsgi.__all__ == ["RequestIdMiddleware"]
     assert adapters.django.__all__ == ["RequestIdMiddleware"]
+    assert adapters.httpx.__all__ == ["RequestIdHook", "propagate"]
 
 
 def test_version_is_a_str() -> None:
@@ -120,10 +123,12 @@ ALL_MODULES = [
     "correlation._config",
     "correlation._context",
     "correlation._ids",
+    "correlation._outbound",
     "adapters",
     "adapters.asgi",
     "adapters.wsgi",
     "adapters.django",
+    "adapters.httpx",
     "adapters._types",
 ]
 

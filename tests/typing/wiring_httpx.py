@@ -1,0 +1,19 @@
+"""httpx wiring as a user writes it: type-checked by ``mypy --strict``, never run.
+
+Each documented way of attaching ``adapters.httpx`` to a client must
+type-check as written, with no ``type: ignore``: ``propagate`` keeps the
+client's own type, and one hook object goes into both clients' event hooks.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from adapters.httpx import RequestIdHook, propagate
+
+client: httpx.Client = propagate(httpx.Client(), hosts=[".internal"])
+async_client: httpx.AsyncClient = propagate(httpx.AsyncClient())
+
+hook = RequestIdHook(header_name="X-Correlation-ID", hosts=["api.internal", "*"])
+sync_with_hook = httpx.Client(event_hooks={"request": [hook]})
+async_with_hook = httpx.AsyncClient(event_hooks={"request": [hook]})
