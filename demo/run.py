@@ -6,8 +6,9 @@ logging with ``RequestIdFilter`` in its format:
 - ``orders``: a Starlette app under uvicorn (ASGI);
 - ``inventory``: a Flask app under waitress (WSGI).
 
-``orders`` calls ``inventory`` for every order and passes its request id on in
-the ``X-Request-ID`` header. The demo sends a few requests to ``orders`` and
+``orders`` calls ``inventory`` for every order through an httpx client that
+``adapters.httpx.propagate`` set up: the request id goes on in the
+``X-Request-ID`` header. The demo sends a few requests to ``orders`` and
 prints both services' log lines, so you can see one id cross both. The last
 request carries a hostile header (terminal escape sequences, sent over a raw
 socket because HTTP clients refuse it): it gets a fresh id, and the hostile
@@ -25,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 
 import flask
 import httpx
@@ -37,6 +38,7 @@ from starlette.routing import Route
 from waitress.server import create_server
 
 from adapters import asgi, wsgi
+from adapters.httpx import propagate
 from correlation import get_request_id
 from correlation.logging import RequestIdFilter
 
@@ -89,17 +91,19 @@ def build_inventory() -> flask.Flask:
 
 
 def build_orders(inventory_url: str) -> asgi.RequestIdMiddleware:
+    # One client for the service's lifetime; the hook adds each request's own
+    # id to each call it makes, and only towards the inventory's host.
+    inventory = propagate(
+        httpx.AsyncClient(base_url=inventory_url, timeout=5), hosts=["127.0.0.1"]
+    )
+
     async def order(request: Request) -> JSONResponse:
         number = request.path_params["number"]
         orders_log.info("order %s received", number)
-        request_id = get_request_id()
-        # Outbound propagation by hand: pass the id on in the same header.
-        headers = {"X-Request-ID": request_id} if request_id else {}
-        async with httpx.AsyncClient(base_url=inventory_url, timeout=5) as client:
-            stock = (await client.get("/stock/widget", headers=headers)).json()
+        stock = (await inventory.get("/stock/widget")).json()
         orders_log.info("inventory answered under %s", stock["request_id"])
         return JSONResponse(
-            {"order": number, "request_id": request_id, "inventory": stock}
+            {"order": number, "request_id": get_request_id(), "inventory": stock}
         )
 
     async def receipt(request: Request) -> StreamingResponse:
@@ -110,8 +114,13 @@ def build_orders(inventory_url: str) -> asgi.RequestIdMiddleware:
 
         return StreamingResponse(body(), media_type="text/plain")
 
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with inventory:  # closed when the server stops
+            yield
+
     routes = [Route("/orders/{number}", order), Route("/receipt", receipt)]
-    return asgi.RequestIdMiddleware(Starlette(routes=routes))
+    return asgi.RequestIdMiddleware(Starlette(routes=routes, lifespan=lifespan))
 
 
 # -- running the servers ----------------------------------------------------
