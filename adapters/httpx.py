@@ -18,7 +18,9 @@ so it works whatever transport, proxy or ``mounts`` the client uses. The rules
 (the id read per hop, the caller's own header kept, the ``hosts`` list, the id
 taken off on a redirect to a host not listed) are ``correlation._outbound``'s.
 
-httpx is not imported by this module; install it with the ``httpx`` extra.
+The same hook serves the clients of httpx's fork httpx2, whose event hooks,
+requests and redirects work alike. httpx is not imported by this module;
+install it with the ``httpx`` extra.
 """
 
 from __future__ import annotations
@@ -27,12 +29,20 @@ from correlation._outbound import Outbound as _Outbound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Generator
-    from typing import Any, TypeVar
+    from collections.abc import Callable, Generator
+    from typing import Any, Protocol, TypeVar
 
     import httpx
 
-    _Client = TypeVar("_Client", "httpx.Client", "httpx.AsyncClient")
+    class _HasEventHooks(Protocol):
+        """An httpx (or httpx2) ``Client`` or ``AsyncClient``."""
+
+        @property
+        def event_hooks(self) -> dict[str, list[Callable[..., Any]]]: ...
+        @event_hooks.setter
+        def event_hooks(self, value: dict[str, list[Callable[..., Any]]]) -> None: ...
+
+    _Client = TypeVar("_Client", bound=_HasEventHooks)
 
 del TYPE_CHECKING
 
@@ -114,6 +124,9 @@ def propagate(
     hosts: list[str] | None = None,
 ) -> _Client:
     """Install a ``RequestIdHook`` on *client* and return the client.
+
+    *client* is an ``httpx.Client`` or ``httpx.AsyncClient`` (or one of the
+    httpx2 fork's, which has the same event hooks).
 
     Idempotent: a hook this function or the caller installed before is
     replaced, so calling it again changes the settings instead of sending the

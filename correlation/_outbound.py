@@ -34,6 +34,18 @@ del TYPE_CHECKING
 _NOT_IN_A_HOST = frozenset(" \t\r\n/\\?#@")
 
 
+class AddedId(str):
+    """An id an integration put on a request, told apart from the caller's by type.
+
+    For clients that carry a request's header values, objects and all, from
+    one hop to the next (requests copies them onto redirects and
+    authentication re-sends): the next hop still knows which value is the
+    integration's own. On the wire it is an ordinary str.
+    """
+
+    __slots__ = ()
+
+
 class Outbound:
     """The header name and the ``hosts`` allow-list of one outbound integration.
 
@@ -77,7 +89,11 @@ class Outbound:
         if self._everywhere:
             return True
         host = host.lower().strip("[]").rstrip(".")
-        return host in self._exact or host.endswith(self._dotted_suffixes)
+        if host in self._exact:
+            return True
+        # A '.domain' entry names DNS names under it; an IP address is no
+        # such name (127.0.0.1 is not "under" .0.0.1).
+        return not _is_ip_address(host) and host.endswith(self._dotted_suffixes)
 
     def header_value(
         self, host: str, sent: str | None, added: str | None
@@ -145,6 +161,11 @@ def _entry(entry: object) -> str:
             f"hosts entries must name a host or a '.domain', got {shown(entry)}"
         )
     return host
+
+
+def _is_ip_address(host: str) -> bool:
+    """Whether a URL's host is an IP address: IPv6 has colons, IPv4 only digits."""
+    return ":" in host or host.replace(".", "").isdigit()
 
 
 def _is_ipv6(text: str) -> bool:

@@ -22,6 +22,9 @@ WEB_FRAMEWORKS = [
     "fastapi",
     "flask",
     "httpx",
+    "requests",
+    "urllib3",
+    "aiohttp",
     "starlette",
     "uvicorn",
     "werkzeug",
@@ -77,12 +80,20 @@ def test_core_import_loads_no_framework() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["adapters.asgi", "adapters.wsgi", "adapters.django", "adapters.httpx"]
+    "module",
+    [
+        "adapters.asgi",
+        "adapters.wsgi",
+        "adapters.django",
+        "adapters.httpx",
+        "adapters.requests",
+        "adapters.aiohttp",
+    ],
 )
 def test_adapter_import_loads_no_web_framework(module: str) -> None:
     """Importing an adapter loads no web framework, server or client."""
     loaded = _modules_loaded_by(f"import {module}")
-    assert {"adapters", "correlation"} <= loaded
+    assert "adapters" in loaded
     assert loaded.isdisjoint(WEB_FRAMEWORKS), sorted(loaded & set(WEB_FRAMEWORKS))
 
 

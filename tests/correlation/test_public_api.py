@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 import adapters
+import adapters.aiohttp
 import adapters.asgi
 import adapters.django
 import adapters.httpx
+import adapters.requests
 import adapters.wsgi
 import correlation
 import correlation.logging
@@ -28,12 +30,14 @@ MODULES = [
     pytest.param(adapters.wsgi, id="adapters.wsgi"),
     pytest.param(adapters.django, id="adapters.django"),
     pytest.param(adapters.httpx, id="adapters.httpx"),
+    pytest.param(adapters.requests, id="adapters.requests"),
+    pytest.param(adapters.aiohttp, id="adapters.aiohttp"),
 ]
 
 
 #: Names a module provides on first access (module ``__getattr__``), so that
 #: importing it stays cheap; they are public all the same.
-LAZY = {"correlation": {"Config"}}
+LAZY = {"correlation": {"Config"}, "adapters.requests": {"RequestIdAdapter"}}
 
 
 def _public_names(module: types.ModuleType) -> list[str]:
@@ -93,6 +97,8 @@ def test_correlation_exports_the_fixed_names() -> None:
     assert adapters.wsgi.__all__ == ["RequestIdMiddleware"]
     assert adapters.django.__all__ == ["RequestIdMiddleware"]
     assert adapters.httpx.__all__ == ["RequestIdHook", "propagate"]
+    assert adapters.requests.__all__ == ["RequestIdAdapter", "propagate"]
+    assert adapters.aiohttp.__all__ == ["RequestIdClientMiddleware"]
 
 
 def test_version_is_a_str() -> None:
@@ -129,6 +135,9 @@ ALL_MODULES = [
     "adapters.wsgi",
     "adapters.django",
     "adapters.httpx",
+    "adapters.requests",
+    "adapters._requests_adapter",
+    "adapters.aiohttp",
     "adapters._types",
 ]
 

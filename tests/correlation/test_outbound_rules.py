@@ -1,8 +1,7 @@
 """``correlation._outbound``: the rules every outbound HTTP integration shares.
 
 The allow-list and the per-hop decision, without any client. What reaches a
-real server through each client is in ``integration/test_httpx.py`` (and the
-requests and aiohttp modules).
+real server through each client is in ``integration/test_outbound.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +36,11 @@ MATCHES = [
     ("[::1]", "[::1]", True),
     ("::1", "[::1]", True),
     ("[::1]", "::2", False),
+    # A '.domain' entry matches names under it, never an IP address.
+    (".0.0.1", "127.0.0.1", False),
+    (".1", "10.0.0.1", False),
+    (".1", "::1", False),
+    (".example", "1.example", True),
 ]
 
 
