@@ -100,6 +100,9 @@ class RequestIdHook:
         """Set, keep or take off the id header of this hop."""
         extensions = request.extensions
         added = extensions.get(_ADDED)
+        if self._outbound.idle(added):
+            # Outside a unit of work: the headers are not even read.
+            return _DONE
         headers = request.headers
         name = self._outbound.header_name
         sent = headers.get(name)

@@ -95,6 +95,14 @@ class Outbound:
         # such name (127.0.0.1 is not "under" .0.0.1).
         return not _is_ip_address(host) and host.endswith(self._dotted_suffixes)
 
+    def idle(self, added: str | None) -> bool:
+        """Whether a hop needs no look at its headers at all.
+
+        True outside any unit of work when nothing this integration added can
+        be on the request: there is no id to send and none to take off.
+        """
+        return added is None and get_request_id() is None
+
     def header_value(
         self, host: str, sent: str | None, added: str | None
     ) -> str | None:

@@ -98,6 +98,14 @@ def test_a_header_that_differs_from_what_we_added_is_the_callers() -> None:
         assert Outbound().header_value("h", "changed", "unit-1") == "changed"
 
 
+def test_idle_only_outside_a_unit_with_nothing_of_ours_on_the_request() -> None:
+    outbound = Outbound()
+    assert outbound.idle(None)
+    assert not outbound.idle("added-earlier")
+    with bound_request_id("unit-1"):
+        assert not outbound.idle(None)
+
+
 def test_the_id_is_read_on_each_call() -> None:
     outbound = Outbound()
     with bound_request_id("unit-1"):
