@@ -7,6 +7,7 @@ contract runs in ``test_outbound.py``.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 from recording_http import Recorder
@@ -33,6 +34,27 @@ def test_a_requests_own_middlewares_replace_the_sessions(first: Recorder) -> Non
     with bound_request_id("job-1"):
         asyncio.run(main())
     assert [seen.values(NAME) for seen in first.seen()] == [[], ["job-1"]]
+
+
+def test_a_request_sent_twice_is_decided_again_each_time(first: Recorder) -> None:
+    """A middleware further out sends one request in its own unit, then outside it."""
+
+    async def twice(request: Any, handler: Any) -> Any:
+        with bound_request_id("inner-unit"):
+            (await handler(request)).release()
+        return await handler(request)
+
+    async def main() -> None:
+        async with (
+            aiohttp.ClientSession(
+                middlewares=(twice, RequestIdClientMiddleware()), timeout=TIMEOUT
+            ) as session,
+            session.get(f"{first.url}/ok") as response,
+        ):
+            await response.read()
+
+    asyncio.run(main())
+    assert [seen.values(NAME) for seen in first.seen()] == [["inner-unit"], []]
 
 
 def test_the_repr_names_the_rules() -> None:

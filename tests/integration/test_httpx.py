@@ -105,6 +105,12 @@ def test_propagate_is_idempotent_and_returns_the_client(first: Recorder) -> None
     assert seen.values("X-Other") == ["1"]
 
 
+def test_the_repr_names_the_rules() -> None:
+    assert repr(RequestIdHook(hosts=["api.internal"])) == (
+        "RequestIdHook(<correlation outbound X-Request-ID to api.internal>)"
+    )
+
+
 @pytest.mark.parametrize("thing", [object(), "http://x", None])
 def test_propagate_refuses_what_is_not_an_httpx_client(thing: object) -> None:
     with pytest.raises(TypeError, match=r"httpx\.Client or httpx\.AsyncClient"):

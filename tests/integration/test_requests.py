@@ -7,9 +7,7 @@ the lazy import. The shared contract runs in ``test_outbound.py``.
 from __future__ import annotations
 
 import pickle
-import subprocess
 import sys
-import textwrap
 import uuid
 
 import pytest
@@ -89,27 +87,42 @@ def test_propagate_refuses_to_replace_an_adapter_it_cannot_copy() -> None:
         propagate(session)
 
 
-def test_without_requests_the_adapter_names_the_extra() -> None:
+def test_without_requests_the_adapter_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Importing the module works; the adapter's name says what to install."""
-    script = textwrap.dedent(
-        """
-        import sys
-        sys.modules["requests"] = None  # as if it were not installed
-        import adapters.requests
-        try:
-            adapters.requests.RequestIdAdapter
-        except ImportError as exc:
-            print(exc)
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert "pip install 'correlation-toolkit[requests]'" in result.stdout
+    import adapters.requests
+
+    monkeypatch.setitem(sys.modules, "requests", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "adapters._requests_adapter")
+    monkeypatch.delitem(vars(adapters.requests), "RequestIdAdapter", raising=False)
+    with pytest.raises(ImportError, match=r"correlation-toolkit\[requests\]"):
+        adapters.requests.RequestIdAdapter  # noqa: B018 - the lookup is the test
+
+
+def test_another_import_error_is_not_disguised(monkeypatch: pytest.MonkeyPatch) -> None:
+    import adapters.requests
+
+    monkeypatch.setitem(sys.modules, "adapters._requests_adapter", None)
+    monkeypatch.delitem(vars(adapters.requests), "RequestIdAdapter", raising=False)
+    with pytest.raises(ImportError) as raised:
+        adapters.requests.RequestIdAdapter  # noqa: B018 - the lookup is the test
+    assert "correlation-toolkit" not in str(raised.value)
+
+
+def test_a_missing_name_is_an_attribute_error() -> None:
+    import adapters.requests
+
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        adapters.requests.Nothing  # noqa: B018 - the lookup is the test
+
+
+def test_propagate_mounts_where_nothing_was_mounted(first: Recorder) -> None:
+    session = requests.Session()
+    del session.adapters["http://"]
+    with bound_request_id("job-6"), propagate(session):
+        session.get(f"{first.url}/ok", timeout=TIMEOUT)
+    assert [seen.values(NAME) for seen in first.seen()] == [["job-6"]]
 
 
 def test_dir_lists_the_lazy_name() -> None:
