@@ -40,7 +40,7 @@ class RequestIdAdapter(HTTPAdapter):
         hosts: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._outbound = Outbound(header_name, hosts)
+        self._outbound = Outbound(header_name, hosts, _host_of)
         super().__init__(**kwargs)
 
     def __repr__(self) -> str:
@@ -55,14 +55,17 @@ class RequestIdAdapter(HTTPAdapter):
         if isinstance(sent, bytes):
             return  # the caller's own, given as bytes
         added = sent if type(sent) is AddedId else None
-        host = urlsplit(request.url or "").hostname or ""
-        value = self._outbound.header_value(host, sent, added)
+        value = self._outbound.header_value(request.url, sent, added)
         if value == sent:
             return
         if value is None:
             del headers[name]
         else:
             headers[name] = AddedId(value)
+
+
+def _host_of(url: str | None) -> str:
+    return urlsplit(url or "").hostname or ""
 
 
 RequestIdAdapter.__module__ = "adapters.requests"

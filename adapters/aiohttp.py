@@ -26,6 +26,7 @@ from correlation._outbound import Outbound as _Outbound
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
+    from yarl import URL
 
 del TYPE_CHECKING
 
@@ -49,7 +50,7 @@ class RequestIdClientMiddleware:
     def __init__(
         self, *, header_name: str = "X-Request-ID", hosts: list[str] | None = None
     ) -> None:
-        self._outbound = _Outbound(header_name, hosts)
+        self._outbound = _Outbound(header_name, hosts, _host_of)
 
     def __repr__(self) -> str:
         return f"RequestIdClientMiddleware({self._outbound!r})"
@@ -64,10 +65,14 @@ class RequestIdClientMiddleware:
         # A middleware further out may send the same request twice (a retry,
         # a Digest challenge): the value this one added is its own again.
         added = sent if type(sent) is _AddedId else None
-        value = self._outbound.header_value(request.url.raw_host or "", sent, added)
+        value = self._outbound.header_value(request.url, sent, added)
         if value != sent:
             if value is None:
                 del headers[name]
             else:
                 headers[name] = _AddedId(value)
         return await handler(request)
+
+
+def _host_of(url: URL) -> str:
+    return url.raw_host or ""

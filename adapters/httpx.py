@@ -91,7 +91,7 @@ class RequestIdHook:
     def __init__(
         self, *, header_name: str = "X-Request-ID", hosts: list[str] | None = None
     ) -> None:
-        self._outbound = _Outbound(header_name, hosts)
+        self._outbound = _Outbound(header_name, hosts, _host_of)
 
     def __repr__(self) -> str:
         return f"RequestIdHook({self._outbound!r})"
@@ -106,9 +106,7 @@ class RequestIdHook:
         headers = request.headers
         name = self._outbound.header_name
         sent = headers.get(name)
-        value = self._outbound.header_value(
-            request.url.raw_host.decode("ascii"), sent, added
-        )
+        value = self._outbound.header_value(request.url, sent, added)
         if value == sent:
             return _DONE
         if value is None:
@@ -118,6 +116,12 @@ class RequestIdHook:
             headers[name] = value
             extensions[_ADDED] = value
         return _DONE
+
+
+def _host_of(url: httpx.URL) -> str:
+    # The host as sent: an internationalised name in its xn-- form, an IPv6
+    # address without brackets.
+    return url.raw_host.decode("ascii")
 
 
 def propagate(

@@ -27,7 +27,8 @@ from correlation._context import get_request_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
+    from typing import Any
 del TYPE_CHECKING
 
 #: What a ``hosts`` entry may not hold: it names a host, nothing else.
@@ -53,12 +54,18 @@ class Outbound:
     with a message naming the argument.
     """
 
-    __slots__ = ("_dotted_suffixes", "_everywhere", "_exact", "header_name")
+    __slots__ = ("_dotted_suffixes", "_everywhere", "_exact", "_host_of", "header_name")
 
     def __init__(
-        self, header_name: object = "X-Request-ID", hosts: object = None
+        self,
+        header_name: object = "X-Request-ID",
+        hosts: object = None,
+        host_of: Callable[[Any], str] = str,
     ) -> None:
         self.header_name = _check_header_name(header_name)
+        #: The host of a hop's URL, as the integration's library gives the URL;
+        #: called only when there is an id to send and a list to check.
+        self._host_of = host_of
         self._everywhere = hosts is None
         exact: set[str] = set()
         suffixes: list[str] = []
@@ -103,22 +110,24 @@ class Outbound:
         """
         return added is None and get_request_id() is None
 
-    def header_value(
-        self, host: str, sent: str | None, added: str | None
-    ) -> str | None:
+    def header_value(self, url: Any, sent: str | None, added: str | None) -> str | None:
         """The value the id header must have on this hop, ``None`` for none.
 
-        *sent* is the header as the hop carries it (``None`` when absent);
-        *added* is what this integration put there on an earlier hop, if it
-        is still there. When the answer ``is`` *sent*, nothing changes: the
-        caller's own header, or ours again.
+        *url* is the hop's URL, as the library gives it; ``host_of`` reads its
+        host, only when there is an id and a list to check it against. *sent*
+        is the header as the hop carries it (``None`` when absent); *added* is
+        what this integration put there on an earlier hop, if it is still
+        there. When the answer equals *sent*, nothing changes: the caller's
+        own header, or ours again.
         """
         if sent is not None and sent != added:
             return sent  # the caller's own
         request_id = get_request_id()
-        if request_id is None or not self.sends_to(host):
+        if request_id is None:
             return None
-        return request_id
+        if self._everywhere or self.sends_to(self._host_of(url)):
+            return request_id
+        return None
 
 
 def _entries(hosts: object) -> Iterable[str]:
