@@ -106,22 +106,29 @@ def child(group: str, name: str, loops: int) -> None:
 
 def _count(group: str, name: str, loops: int) -> int:
     """Instructions of one child process under callgrind."""
+    return count_instructions(
+        [__file__, "--child", group, name, str(loops)], what=name, timeout=600
+    )
+
+
+def count_instructions(arguments: list[str], *, what: str, timeout: float) -> int:
+    """Instructions of ``python *arguments*`` run under callgrind."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
-    command += [sys.executable, __file__, "--child", group, name, str(loops)]
+    command += [sys.executable, *arguments]
     done = subprocess.run(
         command,
         capture_output=True,
         text=True,
         check=False,
         cwd=HERE,
-        timeout=600,
+        timeout=timeout,
         # A fixed hash seed: with random ones, dict probing differs between
         # the two runs of a row by up to a thousand instructions per request.
         env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
     if done.returncode != 0 or found is None:
-        raise RuntimeError(f"callgrind run of {name} failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"callgrind run of {what} failed:\n{done.stderr[-2000:]}")
     return int(found[1])
 
 

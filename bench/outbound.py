@@ -38,8 +38,6 @@ import argparse
 import asyncio
 import gc
 import json
-import os
-import re
 import shutil
 import socket
 import statistics
@@ -239,23 +237,10 @@ def child(client: str, way: str, url: str, n: int) -> None:
 
 
 def _count(client: str, way: str, url: str, n: int) -> int:
-    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
-    command += [sys.executable, __file__, "--child", client, way, url, str(n)]
-    done = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
-        # A fixed hash seed, as in instructions.py.
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-    )
-    found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
-    if done.returncode != 0 or found is None:
-        raise RuntimeError(
-            f"callgrind run of {client}/{way} failed:\n{done.stderr[-2000:]}"
-        )
-    return int(found[1])
+    from instructions import count_instructions
+
+    arguments = [__file__, "--child", client, way, url, str(n)]
+    return count_instructions(arguments, what=f"{client}/{way}", timeout=900)
 
 
 def instructions(url: str) -> dict[str, float]:
