@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import pytest
 from recording_http import Recorder, serve_recorder
 
 from correlation import _context
+
+if TYPE_CHECKING:
+    from celery_brokers import Runners
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +54,38 @@ def second(_second_host: Recorder) -> Recorder:
     """The recording server on 127.0.0.2 (another host), with nothing recorded yet."""
     _second_host.clear()
     return _second_host
+
+
+# --- Celery runners ----------------------------------------------------------------
+# Every (broker, way of running) pair a test asks for, started on first use and
+# kept until the session ends (``celery_brokers.Runners``); the brokers are the
+# ones CORRELATION_TEST_BROKERS names.
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep each broker's Celery tests together, in their (random) order.
+
+    Only one in-process worker runs at a time (``celery_brokers.Runners``):
+    grouping the tests by broker starts each broker's once.
+    """
+    slots = [i for i, item in enumerate(items) if _celery_broker(item) is not None]
+    ordered = sorted(
+        (items[i] for i in slots), key=lambda item: _celery_broker(item) or ""
+    )  # stable
+    for slot, item in zip(slots, ordered, strict=True):
+        items[slot] = item
+
+
+def _celery_broker(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    run = callspec.params.get("runner") if callspec is not None else None
+    return run[0] if isinstance(run, tuple) else None
+
+
+@pytest.fixture(scope="session")
+def celery_runners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runners]:
+    from celery_brokers import Runners
+
+    with ExitStack() as stack:
+        yield Runners(stack, tmp_path_factory.mktemp("celery"))

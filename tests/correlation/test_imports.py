@@ -25,6 +25,8 @@ WEB_FRAMEWORKS = [
     "requests",
     "urllib3",
     "aiohttp",
+    "celery",
+    "kombu",
     "starlette",
     "uvicorn",
     "werkzeug",
@@ -88,6 +90,7 @@ def test_core_import_loads_no_framework() -> None:
         "adapters.httpx",
         "adapters.requests",
         "adapters.aiohttp",
+        "adapters.celery",
     ],
 )
 def test_adapter_import_loads_no_web_framework(module: str) -> None:
