@@ -1,6 +1,7 @@
 """Project tasks that need nothing but Python and pip.
 
-    python dev.py demo     run the demo
+    python dev.py demo     run the demo (--broker URL: Redis or RabbitMQ
+                           instead of the filesystem transport)
     python dev.py test     run the whole test suite against the built wheel
     python dev.py check    ruff check, ruff format --check, mypy --strict
 
@@ -73,17 +74,19 @@ def check() -> None:
     _run(bindir / "mypy", "--strict")
 
 
-def demo() -> None:
+def demo(demo_args: list[str]) -> None:
     """Install the checkout with the demo's servers and run the demo."""
     python = _fresh_venv("demo")
     _run(python, "-m", "pip", "install", "--quiet", "--group", "demo", ROOT)
-    _run(python, ROOT / "demo" / "run.py", cwd=ROOT / "demo")
+    _run(python, ROOT / "demo" / "run.py", *demo_args, cwd=ROOT / "demo")
 
 
 def main(argv: list[str]) -> int:
-    tasks = {"demo": demo, "check": check}
+    tasks = {"check": check}
     if argv[:1] == ["test"]:
         test(argv[1:])
+    elif argv[:1] == ["demo"]:
+        demo(argv[1:])
     elif len(argv) == 1 and argv[0] in tasks:
         tasks[argv[0]]()
     else:

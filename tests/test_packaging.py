@@ -69,6 +69,7 @@ def test_wheel_metadata(wheel: zipfile.ZipFile) -> None:
     extras = [r.replace("'", '"') for r in requires if "extra ==" in r]
     assert sorted(extras) == [
         'aiohttp>=3.12; extra == "aiohttp"',
+        'celery>=5.4; extra == "celery"',
         'django>=4.2; extra == "django"',
         'httpx>=0.27; extra == "httpx"',
         'requests>=2.32; extra == "requests"',

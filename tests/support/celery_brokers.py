@@ -7,8 +7,9 @@ separated (default ``memory,filesystem``, which need no server):
     kombu's in-memory transport; it lives in one process, so only eager calls
     and a worker in the test process (``start_worker``) use it.
 ``filesystem``
-    kombu's filesystem transport, in a folder of the run's own: real
-    ``celery worker`` processes too.
+    kombu's filesystem transport (``atomic_filesystem``, which writes each
+    message whole before a reader can see it), in a folder of the run's own:
+    real ``celery worker`` processes too.
 ``redis``
     Redis at 127.0.0.1:6379, in a database of the run's own that is empty
     when claimed and flushed afterwards.
@@ -116,6 +117,8 @@ class Broker:
     workdir: Path
     #: Per-runner transport options (the filesystem transport's folders).
     transport_options: Callable[[str], dict[str, Any]] = lambda _: {}
+    #: A transport class instead of the one the URL names (``module:Class``).
+    transport: str | None = None
     #: Queue and exchange names used so far, for the clean-up.
     names: list[str] = field(default_factory=list)
     run_token: str = field(default_factory=lambda: secrets.token_hex(4))
@@ -126,6 +129,7 @@ class Broker:
         self.names.append(queue)
         return {
             "broker_url": self.url,
+            "broker_transport": self.transport,
             "result_backend": self.backend,
             "broker_transport_options": self.transport_options(runner),
             "broker_connection_retry_on_startup": True,
@@ -169,6 +173,8 @@ def open_broker(
             f"file://{workdir / 'results'}",
             workdir,
             transport_options=lambda runner: _filesystem_folders(workdir / runner),
+            # kombu's own can hand a worker a message still being written.
+            transport="atomic_filesystem:Transport",
         )
     elif name == "redis":
         with _redis_database(redis_address) as url:
