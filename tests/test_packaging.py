@@ -76,6 +76,7 @@ def test_wheel_metadata(wheel: zipfile.ZipFile) -> None:
     ]
     assert sorted(meta.get_all("Provides-Extra") or []) == [
         "aiohttp",
+        "celery",
         "django",
         "httpx",
         "requests",

@@ -21,6 +21,7 @@ from celery_app import LOG_FORMAT, copied_contexts
 from celery_brokers import Runner, Runners, modes_for, requested_brokers
 from hostile import MARKER, needles, select
 from log_testing import LogCapture, capture_logs
+from servers import wait_until
 
 from adapters.celery import DEFAULT_HEADER_KEY
 from correlation import bound_request_id, get_request_id
@@ -81,6 +82,23 @@ def test_logs() -> Iterator[LogCapture]:
 def log_lines(runner: Runner, capture: LogCapture) -> list[str]:
     """What the runner's worker logged: its log file, or this process's records."""
     return capture.lines() if runner.in_test_process else runner.log_lines()
+
+
+def lines_once_done(runner: Runner, capture: LogCapture, task_id: str) -> list[str]:
+    """The log lines, once the worker has logged that task *task_id* succeeded.
+
+    Celery stores a task's result before it logs the success, so a result can
+    arrive first (seen with the threads pool and Redis's push of results).
+    """
+    done = f"[{task_id}] succeeded"
+
+    def logged() -> list[str] | None:
+        lines = log_lines(runner, capture)
+        return lines if any(done in line for line in lines) else None
+
+    found = wait_until(logged, timeout=TIMEOUT, what=f"the log line {done!r}")
+    assert found is not None  # wait_until returns only a truthy value
+    return found
 
 
 def get(result: Any) -> Any:
@@ -168,7 +186,7 @@ def test_a_hostile_header_value_gets_a_generated_id_and_is_logged_nowhere(
     result = runner.task("whoami").apply_async(headers={DEFAULT_HEADER_KEY: value})
     seen = get(result)
     assert_generated(seen)
-    lines = log_lines(runner, test_logs)
+    lines = lines_once_done(runner, test_logs, str(result.id))
     # The task's own line names the id it was given instead.
     assert any(f"|{seen}|probe|probe.whoami runs" in line for line in lines)
     text = "\n".join([*lines, *test_logs.texts()])
@@ -204,7 +222,7 @@ def test_the_worker_logs_the_next_task_without_the_previous_id(
         assert get(whoami.delay()) == first_id
     second = whoami.delay()
     second_id = get(second)
-    lines = log_lines(runner, test_logs)
+    lines = lines_once_done(runner, test_logs, str(second.id))
     received = [line for line in lines if f"[{second.id}] received" in line]
     assert len(received) == 1, lines
     assert received[0].split("|")[1] == "-"
@@ -226,7 +244,13 @@ def test_context_copies_made_during_a_task_hold_no_id_after_it(runner: Runner) -
         result = runner.task("copy_context").delay()
     assert get(result) == request_id
     copied = copied_contexts.pop(str(result.id))
-    assert copied.run(get_request_id) is None
+    # The result is stored before the task's run ends (task_postrun), so it
+    # may arrive first: wait for the end, which must come.
+    wait_until(
+        lambda: copied.run(get_request_id) is None,
+        timeout=TIMEOUT,
+        what="the end of the task's id in the copy",
+    )
 
 
 # --- eager calls ------------------------------------------------------------------

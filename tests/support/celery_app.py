@@ -80,7 +80,10 @@ def build_app(config: dict[str, Any]) -> Celery:
     def retried(self: Task[Any, Any]) -> str | None:
         """Retries once; the id of the retry's run."""
         if self.request.retries == 0:
-            raise self.retry(countdown=0)
+            # Not at once: with a pool of threads the retry could finish before
+            # this run stores its RETRY state, which would then overwrite the
+            # retry's result (Celery's race, seen with amqp and threads).
+            raise self.retry(countdown=0.3)
         return get_request_id()
 
     @app.task(shared=False, name="probe.spawn")

@@ -79,6 +79,9 @@ WORKER_LIFETIME = 900
 #: The key a run sets in the Redis database it claims.
 _CLAIM_KEY = "correlation-toolkit-tests:claimed-by"
 
+#: Celery's file result backend, writing each result whole (``atomic_filesystem``).
+_FILE_RESULTS = "atomic_filesystem:ResultBackend+file://{}"
+
 _SUPPORT_DIR = Path(__file__).resolve().parent
 # Where the installed package lives, so a worker imports the same code.
 _CODE_ROOT = Path(correlation.__file__).resolve().parents[1]
@@ -170,7 +173,7 @@ def open_broker(
         yield Broker(
             name,
             "filesystem://",
-            f"file://{workdir / 'results'}",
+            _FILE_RESULTS.format(workdir / "results"),
             workdir,
             transport_options=lambda runner: _filesystem_folders(workdir / runner),
             # kombu's own can hand a worker a message still being written.
@@ -181,7 +184,8 @@ def open_broker(
             yield Broker(name, url, url, workdir)
     elif name == "amqp":
         _check_amqp(amqp_url)
-        broker = Broker(name, amqp_url, f"file://{workdir / 'results'}", workdir)
+        results = _FILE_RESULTS.format(workdir / "results")
+        broker = Broker(name, amqp_url, results, workdir)
         try:
             yield broker
         finally:
@@ -339,7 +343,7 @@ class Runners:
         if mode == "eager":
             config.update(task_always_eager=True, task_store_eager_result=True)
         app = build_app(config)
-        self._stack.callback(app.close)
+        self._stack.callback(_close_app, app)
         if mode == "in-process":
             self._stop_in_process()
             worker = ExitStack()
@@ -355,6 +359,22 @@ class Runners:
             )
             return Runner(broker.name, mode, app, log)
         return Runner(broker.name, mode, app)
+
+
+def _close_app(app: Celery) -> None:
+    """Close *app*'s connections: the broker's, and the result backend's.
+
+    ``app.close()`` leaves the result backend's open; the Redis one's sockets
+    would be collected unclosed, which pytest reports as an error.
+    """
+    app.close()
+    backend = app.backend
+    consumer = getattr(backend, "result_consumer", None)
+    if consumer is not None:
+        consumer.stop()  # the Redis backend's subscription
+    client = getattr(backend, "client", None)
+    if client is not None:
+        client.close()
 
 
 @contextmanager
