@@ -372,9 +372,10 @@ def _close_app(app: Celery) -> None:
     consumer = getattr(backend, "result_consumer", None)
     if consumer is not None:
         consumer.stop()  # the Redis backend's subscription
-    client = getattr(backend, "client", None)
-    if client is not None:
-        client.close()
+    # The Redis backend's client; the cache backend's has no close().
+    close_client = getattr(getattr(backend, "client", None), "close", None)
+    if close_client is not None:
+        close_client()
 
 
 @contextmanager
