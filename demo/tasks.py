@@ -49,6 +49,8 @@ if _broker.startswith("filesystem://"):
     app.conf.broker_transport_options = {
         "data_folder_in": str(messages),
         "data_folder_out": str(messages),
+        # Exchange tables too (by default "control" in the working directory).
+        "control_folder": str(_data / "control"),
         "store_processed": False,
         "polling_interval": 0.05,
     }

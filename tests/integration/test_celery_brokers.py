@@ -54,6 +54,22 @@ def test_an_unreachable_amqp_broker_fails_loudly(tmp_path: Path) -> None:
         pass
 
 
+def test_a_filesystem_run_writes_only_in_its_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages and kombu's exchange tables stay in the broker's folder."""
+    elsewhere = tmp_path / "working-directory"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with open_broker("filesystem", tmp_path / "broker") as broker:
+        app = build_app(broker.app_config("cleanup"))
+        with bound_request_id():
+            app.tasks["probe.whoami"].delay()
+        app.close()
+        assert list((tmp_path / "broker" / "cleanup" / "control").iterdir())
+    assert list(elsewhere.iterdir()) == []
+
+
 # Where a server broker is in the run, a run on it must leave nothing behind.
 # (Defined only then: a broker the run does not name is never contacted.)
 

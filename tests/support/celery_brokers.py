@@ -199,6 +199,9 @@ def _filesystem_folders(folder: Path) -> dict[str, Any]:
     return {
         "data_folder_in": str(folder / "messages"),
         "data_folder_out": str(folder / "messages"),
+        # Its exchange tables; by default a "control" folder in the working
+        # directory, which would be left behind in the checkout.
+        "control_folder": str(folder / "control"),
         "store_processed": False,
         "polling_interval": 0.05,
     }
