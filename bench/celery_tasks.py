@@ -82,23 +82,18 @@ def _runner(path: str, way: str) -> Callable[[int], None]:
     task.apply_async()  # declare the queue, warm up the producer pool
     channel.basic_get(QUEUE, no_ack=True)
 
-    def one_through_the_worker() -> None:
+    # Publish (worker path) or run (eager path) one task.
+    send = task.apply_async if path == "worker" else task.apply
+
+    def one() -> None:
         if inside:
             with bound_request_id("bench-request-id"):
-                task.apply_async()
+                send()
         else:
-            task.apply_async()
-        message = channel.basic_get(QUEUE, no_ack=True)
-        Request(message, app=app, task=task).execute()
-
-    def one_eager() -> None:
-        if inside:
-            with bound_request_id("bench-request-id"):
-                task.apply()
-        else:
-            task.apply()
-
-    one = one_through_the_worker if path == "worker" else one_eager
+            send()
+        if path == "worker":
+            message = channel.basic_get(QUEUE, no_ack=True)
+            Request(message, app=app, task=task).execute()
 
     def run(n: int) -> None:
         for _ in range(n):

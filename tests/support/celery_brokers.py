@@ -287,10 +287,6 @@ class Runner:
     log_lines: Callable[[], list[str]] = list
 
     @property
-    def name(self) -> str:
-        return f"{self.broker}-{self.mode}"
-
-    @property
     def in_test_process(self) -> bool:
         return self.mode in ("eager", "in-process")
 
