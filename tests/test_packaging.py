@@ -72,14 +72,23 @@ def test_wheel_metadata(wheel: zipfile.ZipFile) -> None:
         'celery>=5.4; extra == "celery"',
         'django>=4.2; extra == "django"',
         'httpx>=0.27; extra == "httpx"',
+        'loguru>=0.7; extra == "loguru"',
+        'opentelemetry-api>=1.25; extra == "opentelemetry"',
+        'opentelemetry-sdk>=1.25; extra == "opentelemetry"',
         'requests>=2.32; extra == "requests"',
+        'sentry-sdk>=2.0; extra == "sentry"',
+        'structlog>=24.1; extra == "structlog"',
     ]
     assert sorted(meta.get_all("Provides-Extra") or []) == [
         "aiohttp",
         "celery",
         "django",
         "httpx",
+        "loguru",
+        "opentelemetry",
         "requests",
+        "sentry",
+        "structlog",
     ]
     assert "Typing :: Typed" in (meta.get_all("Classifier") or [])
 

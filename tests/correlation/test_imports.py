@@ -17,7 +17,7 @@ PACKAGE_DIR = Path(correlation.__file__).resolve().parent
 # Where the imported package lives, so a subprocess imports the same code.
 IMPORT_ROOT = str(PACKAGE_DIR.parent)
 
-WEB_FRAMEWORKS = [
+OPTIONAL_LIBRARIES = [
     "django",
     "fastapi",
     "flask",
@@ -27,11 +27,15 @@ WEB_FRAMEWORKS = [
     "aiohttp",
     "celery",
     "kombu",
+    "structlog",
+    "loguru",
+    "sentry_sdk",
+    "opentelemetry",
     "starlette",
     "uvicorn",
     "werkzeug",
 ]
-CORE_FORBIDDEN = sorted([*WEB_FRAMEWORKS, "anyio", "asgiref"])
+CORE_FORBIDDEN = sorted([*OPTIONAL_LIBRARIES, "anyio", "asgiref"])
 
 SOURCES = sorted(PACKAGE_DIR.rglob("*.py"))
 
@@ -81,23 +85,40 @@ def test_core_import_loads_no_framework() -> None:
     assert loaded.isdisjoint(CORE_FORBIDDEN), sorted(loaded & set(CORE_FORBIDDEN))
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "adapters.asgi",
-        "adapters.wsgi",
-        "adapters.django",
-        "adapters.httpx",
-        "adapters.requests",
-        "adapters.aiohttp",
-        "adapters.celery",
-    ],
-)
-def test_adapter_import_loads_no_web_framework(module: str) -> None:
-    """Importing an adapter loads no web framework, server or client."""
+ADAPTERS = [
+    "adapters.asgi",
+    "adapters.wsgi",
+    "adapters.django",
+    "adapters.httpx",
+    "adapters.requests",
+    "adapters.aiohttp",
+    "adapters.celery",
+    "adapters.structlog",
+    "adapters.loguru",
+    "adapters.sentry",
+    "adapters.opentelemetry",
+]
+
+
+def _assert_no_optional_library(loaded: set[str]) -> None:
+    assert loaded.isdisjoint(OPTIONAL_LIBRARIES), sorted(
+        loaded & set(OPTIONAL_LIBRARIES)
+    )
+
+
+@pytest.mark.parametrize("module", ADAPTERS)
+def test_adapter_import_loads_no_optional_library(module: str) -> None:
+    """Importing an adapter loads no framework, server, client or logging library."""
     loaded = _modules_loaded_by(f"import {module}")
     assert "adapters" in loaded
-    assert loaded.isdisjoint(WEB_FRAMEWORKS), sorted(loaded & set(WEB_FRAMEWORKS))
+    _assert_no_optional_library(loaded)
+
+
+def test_importing_every_package_and_adapter_loads_no_optional_library() -> None:
+    """All of them in one process, as an app that uses every integration does."""
+    loaded = _modules_loaded_by(f"import correlation, adapters, {', '.join(ADAPTERS)}")
+    assert {"correlation", "adapters"} <= loaded
+    _assert_no_optional_library(loaded)
 
 
 def test_core_sources_are_found() -> None:
