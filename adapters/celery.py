@@ -45,8 +45,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 
-from correlation import _context, _ids
-from correlation._config import config_or_default, shown
+from correlation import _config, _context, _ids
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,7 +62,7 @@ if importlib.util.find_spec("celery") is None:
         name="celery",
     )
 
-__all__ = ["connect", "disconnect"]
+__all__ = ["DEFAULT_HEADER_KEY", "connect", "disconnect"]
 
 DEFAULT_HEADER_KEY = "correlation_request_id"
 
@@ -179,7 +178,7 @@ def connect(
     """
     global _settings
     key = _checked_header_key(header_key)
-    checked_config = config_or_default(config)
+    checked_config = _config.config_or_default(config)
     from celery import signals
 
     _settings = _Settings(key, checked_config)
@@ -213,22 +212,22 @@ def disconnect() -> None:
 def _checked_header_key(header_key: object) -> str:
     """Refuse a header key that a broker or Celery would not carry as it is."""
     if not isinstance(header_key, str):
-        raise TypeError(f"header_key must be a str, got {shown(header_key)}")
+        raise TypeError(f"header_key must be a str, got {_config.shown(header_key)}")
     if not header_key or len(header_key) > _MAX_KEY_LENGTH:
         raise ValueError(
             f"header_key must be 1 to {_MAX_KEY_LENGTH} characters long,"
-            f" got {shown(header_key)}"
+            f" got {_config.shown(header_key)}"
         )
     if not _KEY_CHARACTERS.issuperset(header_key):
         raise ValueError(
             f"header_key must hold only letters, digits, '_', '-' and '.',"
-            f" got {shown(header_key)}"
+            f" got {_config.shown(header_key)}"
         )
     if header_key.lower() in _celery_names():
         raise ValueError(
             f"header_key must not be a name Celery uses in its messages or task"
-            f" requests, got {shown(header_key)}; use a name of your own, such as"
-            f" {DEFAULT_HEADER_KEY!r}"
+            f" requests, got {_config.shown(header_key)}; use a name of your own,"
+            f" such as {DEFAULT_HEADER_KEY!r}"
         )
     return header_key
 

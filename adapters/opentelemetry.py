@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from correlation._ids import generate_id
+from correlation import _ids
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,4 +94,4 @@ def trace_id_or_new() -> str:
     span_context = get_current_span().get_span_context()
     if span_context.is_valid:
         return format(span_context.trace_id, "032x")
-    return generate_id()
+    return _ids.generate_id()

@@ -12,9 +12,14 @@ import pytest
 import adapters
 import adapters.aiohttp
 import adapters.asgi
+import adapters.celery
 import adapters.django
 import adapters.httpx
+import adapters.loguru
+import adapters.opentelemetry
 import adapters.requests
+import adapters.sentry
+import adapters.structlog
 import adapters.wsgi
 import correlation
 import correlation.logging
@@ -32,12 +37,21 @@ MODULES = [
     pytest.param(adapters.httpx, id="adapters.httpx"),
     pytest.param(adapters.requests, id="adapters.requests"),
     pytest.param(adapters.aiohttp, id="adapters.aiohttp"),
+    pytest.param(adapters.celery, id="adapters.celery"),
+    pytest.param(adapters.structlog, id="adapters.structlog"),
+    pytest.param(adapters.loguru, id="adapters.loguru"),
+    pytest.param(adapters.sentry, id="adapters.sentry"),
+    pytest.param(adapters.opentelemetry, id="adapters.opentelemetry"),
 ]
 
 
 #: Names a module provides on first access (module ``__getattr__``), so that
 #: importing it stays cheap; they are public all the same.
-LAZY = {"correlation": {"Config"}, "adapters.requests": {"RequestIdAdapter"}}
+LAZY = {
+    "correlation": {"Config"},
+    "adapters.requests": {"RequestIdAdapter"},
+    "adapters.opentelemetry": {"RequestIdSpanProcessor"},
+}
 
 
 def _public_names(module: types.ModuleType) -> list[str]:
@@ -99,6 +113,14 @@ def test_correlation_exports_the_fixed_names() -> None:
     assert adapters.httpx.__all__ == ["RequestIdHook", "propagate"]
     assert adapters.requests.__all__ == ["RequestIdAdapter", "propagate"]
     assert adapters.aiohttp.__all__ == ["RequestIdClientMiddleware"]
+    assert adapters.celery.__all__ == ["DEFAULT_HEADER_KEY", "connect", "disconnect"]
+    assert adapters.structlog.__all__ == ["add_request_id"]
+    assert adapters.loguru.__all__ == ["patcher"]
+    assert adapters.sentry.__all__ == ["install"]
+    assert adapters.opentelemetry.__all__ == [
+        "RequestIdSpanProcessor",
+        "trace_id_or_new",
+    ]
 
 
 def test_version_is_a_str() -> None:
@@ -139,6 +161,12 @@ ALL_MODULES = [
     "adapters._requests_adapter",
     "adapters.aiohttp",
     "adapters._types",
+    "adapters.celery",
+    "adapters.structlog",
+    "adapters.loguru",
+    "adapters.sentry",
+    "adapters.opentelemetry",
+    "adapters._opentelemetry_processor",
 ]
 
 
