@@ -160,6 +160,14 @@ def test_without_the_sdk_the_name_says_which_extra(
         adapters.opentelemetry.RequestIdSpanProcessor  # noqa: B018
 
 
+def test_the_module_lists_its_names_and_no_others() -> None:
+    assert {"RequestIdSpanProcessor", "trace_id_or_new"} <= set(
+        dir(adapters.opentelemetry)
+    )
+    with pytest.raises(AttributeError, match=r"has no attribute 'SpanProcessor'"):
+        adapters.opentelemetry.SpanProcessor  # type: ignore[attr-defined]  # noqa: B018
+
+
 # --- trace_id_or_new ------------------------------------------------------------------
 
 
