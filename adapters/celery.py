@@ -42,9 +42,9 @@ on the task's request.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 
+from adapters import _extras
 from correlation import _config, _context, _ids
 
 TYPE_CHECKING = False
@@ -56,11 +56,7 @@ if TYPE_CHECKING:
     from correlation._config import Config
 del TYPE_CHECKING
 
-if importlib.util.find_spec("celery") is None:
-    raise ImportError(
-        "adapters.celery needs Celery: pip install 'correlation-toolkit[celery]'",
-        name="celery",
-    )
+_extras.require(__name__, "celery", extra="celery", label="Celery")
 
 __all__ = ["DEFAULT_HEADER_KEY", "connect", "disconnect"]
 

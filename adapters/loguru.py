@@ -25,8 +25,7 @@ loguru is not imported by this module; install it with the ``loguru`` extra.
 
 from __future__ import annotations
 
-import importlib.util
-
+from adapters import _extras
 from correlation import _context
 
 TYPE_CHECKING = False
@@ -34,11 +33,7 @@ if TYPE_CHECKING:
     from loguru import Record
 del TYPE_CHECKING
 
-if importlib.util.find_spec("loguru") is None:
-    raise ImportError(
-        "adapters.loguru needs loguru: pip install 'correlation-toolkit[loguru]'",
-        name="loguru",
-    )
+_extras.require(__name__, "loguru", extra="loguru", label="loguru")
 
 __all__ = ["patcher"]
 

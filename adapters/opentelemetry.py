@@ -32,8 +32,7 @@ both with the ``opentelemetry`` extra.
 
 from __future__ import annotations
 
-import importlib.util
-
+from adapters import _extras
 from correlation import _ids
 
 TYPE_CHECKING = False
@@ -45,12 +44,7 @@ if TYPE_CHECKING:
     )
 del TYPE_CHECKING
 
-if importlib.util.find_spec("opentelemetry") is None:
-    raise ImportError(
-        "adapters.opentelemetry needs OpenTelemetry: pip install"
-        " 'correlation-toolkit[opentelemetry]'",
-        name="opentelemetry",
-    )
+_extras.require(__name__, "opentelemetry", extra="opentelemetry", label="OpenTelemetry")
 
 __all__ = ["RequestIdSpanProcessor", "trace_id_or_new"]
 

@@ -30,8 +30,7 @@ with the ``sentry`` extra.
 
 from __future__ import annotations
 
-import importlib.util
-
+from adapters import _extras
 from correlation import _context
 
 TYPE_CHECKING = False
@@ -39,11 +38,7 @@ if TYPE_CHECKING:
     from sentry_sdk._types import Event, Hint
 del TYPE_CHECKING
 
-if importlib.util.find_spec("sentry_sdk") is None:
-    raise ImportError(
-        "adapters.sentry needs sentry-sdk: pip install 'correlation-toolkit[sentry]'",
-        name="sentry_sdk",
-    )
+_extras.require(__name__, "sentry_sdk", extra="sentry", label="sentry-sdk")
 
 __all__ = ["install"]
 

@@ -26,8 +26,7 @@ extra.
 
 from __future__ import annotations
 
-import importlib.util
-
+from adapters import _extras
 from correlation import _context
 
 TYPE_CHECKING = False
@@ -36,12 +35,7 @@ if TYPE_CHECKING:
     from typing import Any
 del TYPE_CHECKING
 
-if importlib.util.find_spec("structlog") is None:
-    raise ImportError(
-        "adapters.structlog needs structlog: pip install"
-        " 'correlation-toolkit[structlog]'",
-        name="structlog",
-    )
+_extras.require(__name__, "structlog", extra="structlog", label="structlog")
 
 __all__ = ["add_request_id"]
 

@@ -9,7 +9,6 @@ eager calls.
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,15 +207,3 @@ def test_a_key_of_your_own_is_accepted(key: str) -> None:
     connect(header_key=key)
     assert adapters.celery._settings is not None
     assert adapters.celery._settings.header_key == key
-
-
-# --- without Celery ---------------------------------------------------------------
-
-
-def test_without_celery_the_import_names_the_extra(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(sys.modules, "celery", None)  # as if not installed
-    monkeypatch.delitem(sys.modules, "adapters.celery")
-    with pytest.raises(ImportError, match=r"correlation-toolkit\[celery\]"):
-        import adapters.celery  # noqa: F401

@@ -11,6 +11,7 @@ import pytest
 @pytest.mark.parametrize(
     ("module", "library", "extra"),
     [
+        ("adapters.celery", "celery", "celery"),
         ("adapters.structlog", "structlog", "structlog"),
         ("adapters.loguru", "loguru", "loguru"),
         ("adapters.sentry", "sentry_sdk", "sentry"),

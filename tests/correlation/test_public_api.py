@@ -161,6 +161,7 @@ ALL_MODULES = [
     "adapters._requests_adapter",
     "adapters.aiohttp",
     "adapters._types",
+    "adapters._extras",
     "adapters.celery",
     "adapters.structlog",
     "adapters.loguru",
