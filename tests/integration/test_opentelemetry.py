@@ -165,7 +165,7 @@ def test_the_module_lists_its_names_and_no_others() -> None:
         dir(adapters.opentelemetry)
     )
     with pytest.raises(AttributeError, match=r"has no attribute 'SpanProcessor'"):
-        adapters.opentelemetry.SpanProcessor  # type: ignore[attr-defined]  # noqa: B018
+        adapters.opentelemetry.SpanProcessor  # noqa: B018
 
 
 # --- trace_id_or_new ------------------------------------------------------------------
