@@ -191,6 +191,7 @@ def test_installing_again_renames_the_tag(events: list[dict[str, Any]]) -> None:
     "tag", ["", "a" * 33, "request id", "request_id\n", "réquest", "a/b"]
 )
 def test_a_tag_sentry_would_drop_is_refused(tag: str) -> None:
+    install()  # whichever test ran before, the last good install is this one
     with pytest.raises(ValueError, match=r"tag must be 1 to 32 letters") as raised:
         install(tag=tag)
     assert repr(tag)[:20] in str(raised.value)
