@@ -33,7 +33,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -46,6 +45,7 @@ from asgi_testing import HEX32
 from servers import (
     HOST,
     GunicornWorker,
+    ProcessOutput,
     UvicornHTTP,
     http_implementations,
     serve_gunicorn,
@@ -158,25 +158,15 @@ def _uvicorn(
         "main:app",
     ]
     environment = subprocess_environment([str(CODE_ROOT)], {"PYTHONUNBUFFERED": "1"})
-    final: list[str] = []
-    with tempfile.TemporaryFile() as output:
-
-        def read_output() -> str:
-            if final:
-                return final[0]
-            output.seek(0)
-            return output.read().decode("utf-8", "replace")
-
-        def details() -> str:
-            return f"; its output:\n{read_output()}"
+    with ProcessOutput(prefix="uvicorn-") as output:
 
         def running_port() -> str:
             if process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited before it ran{details()}")
-            found = _RUNNING.search(read_output())
+                raise RuntimeError(f"uvicorn exited before it ran{output.details()}")
+            found = _RUNNING.search(output.read())
             return found[1] if found else ""
 
-        process = start_in_session(command, output, env=environment, cwd=folder)
+        process = start_in_session(command, output.file, env=environment, cwd=folder)
         try:
             try:
                 port = wait_until(
@@ -185,17 +175,14 @@ def _uvicorn(
                     what="uvicorn's 'running on' line",
                 )
             except TimeoutError as error:
-                raise RuntimeError(f"{error}{details()}") from None
-            yield f"http://{HOST}:{port}", read_output
+                raise RuntimeError(f"{error}{output.details()}") from None
+            yield f"http://{HOST}:{port}", output.read
             process.send_signal(signal.SIGINT)
             # If it does not exit, stop_process_group kills it and says so.
             with suppress(subprocess.TimeoutExpired):
                 process.wait(STOP_TIMEOUT)
         finally:
-            try:
-                stop_process_group(process, "uvicorn", STOP_TIMEOUT, details)
-            finally:
-                final.append(read_output())
+            stop_process_group(process, "uvicorn", STOP_TIMEOUT, output.details)
 
 
 @pytest.mark.parametrize("http", http_implementations())

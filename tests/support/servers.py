@@ -64,6 +64,7 @@ __all__ = [
     "PROBE_TIMEOUT",
     "SERVER_THREAD_NAME",
     "GunicornWorker",
+    "ProcessOutput",
     "Running",
     "UvicornHTTP",
     "answers_http",
@@ -448,18 +449,7 @@ def serve_gunicorn(
     environment = subprocess_environment([str(_SUPPORT_DIR), str(_PROJECT_ROOT)], env)
     name = f"gunicorn ({worker})"
 
-    with tempfile.TemporaryFile() as output:
-        final: list[str] = []
-
-        def read_output() -> str:
-            if final:
-                return final[0]
-            output.seek(0)
-            return output.read().decode("utf-8", "replace")
-
-        def details() -> str:
-            return f"; its output:\n{read_output()}"
-
+    with ProcessOutput(prefix="gunicorn-") as output:
         with handed_socket() as (fd, port):
             command = [
                 sys.executable,
@@ -471,24 +461,25 @@ def serve_gunicorn(
                 app_spec,
             ]
             process = start_in_session(
-                command, output, env=environment, cwd=_PROJECT_ROOT, pass_fds=(fd,)
+                command,
+                output.file,
+                env=environment,
+                cwd=_PROJECT_ROOT,
+                pass_fds=(fd,),
             )
         # gunicorn holds its own copy of the listening socket now.
         try:
-            try:
-                await_serving(
-                    name,
-                    port,
-                    probe_path,
-                    start_timeout,
-                    lambda: process.poll() is None,
-                    details,
-                )
-                yield Running(name, f"http://{HOST}:{port}", read_output, False)
-            finally:
-                stop_process_group(process, name, stop_timeout, details)
+            await_serving(
+                name,
+                port,
+                probe_path,
+                start_timeout,
+                lambda: process.poll() is None,
+                output.details,
+            )
+            yield Running(name, f"http://{HOST}:{port}", output.read, False)
         finally:
-            final.append(read_output())
+            stop_process_group(process, name, stop_timeout, output.details)
 
 
 def subprocess_environment(
@@ -529,6 +520,40 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))
         return int(probe.getsockname()[1])
+
+
+class ProcessOutput:
+    """A server subprocess's stdout and stderr, in a temporary file.
+
+    Pass ``file`` to ``start_in_session``. ``read()`` opens the file anew each
+    time rather than seeking the handle the process writes through: both
+    share one file offset, so a seek back to read would move where the
+    process writes next, and its next lines would overwrite earlier ones.
+    Once closed (at the end of the ``with`` block), ``read()`` returns the
+    last contents, so a ``Running.log`` still works after its server stopped.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.file = tempfile.NamedTemporaryFile(prefix=prefix)  # noqa: SIM115
+        self._final: str | None = None
+
+    def read(self) -> str:
+        """Everything the process wrote so far (all of it, once closed)."""
+        if self._final is not None:
+            return self._final
+        with open(self.file.name, "rb") as file:
+            return file.read().decode("utf-8", "replace")
+
+    def details(self) -> str:
+        """The output, to append to an error message."""
+        return f"; its output:\n{self.read()}"
+
+    def __enter__(self) -> ProcessOutput:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._final = self.read()
+        self.file.close()
 
 
 def start_in_session(

@@ -20,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Literal
 
 from servers import (
     HOST,
+    ProcessOutput,
     Running,
     await_serving,
     handed_socket,
@@ -129,11 +129,11 @@ def serve_process(
             "PYTHONUNBUFFERED": "1",
         },
     )
-    with tempfile.NamedTemporaryFile(prefix=f"soak-{kind}-") as output:
+    with ProcessOutput(prefix=f"soak-{kind}-") as output:
         with handed_socket(backlog=1024) as (fd, port):
             process = start_in_session(
                 _command(kind, fd, threads, http),
-                output,
+                output.file,
                 env=environment,
                 # ``python -m`` puts the working directory first on sys.path:
                 # this folder, never the checkout's root.
@@ -141,26 +141,14 @@ def serve_process(
                 pass_fds=(fd,),
             )
         # The server holds its own copy of the listening socket now.
-        # The file is gone once the block ends: keep its last contents.
-        final_output: list[str] = []
-
-        def read_output() -> str:
-            if final_output:
-                return final_output[0]
-            with open(output.name, "rb") as file:
-                return file.read().decode("utf-8", "replace")
-
         server = ServerProcess(
             name=kind,
             url=f"http://{HOST}:{port}",
-            log=read_output,
+            log=output.read,
             in_process=False,
             kind=kind,
             process=process,
         )
-
-        def details() -> str:
-            return f"; its output:\n{read_output()}"
 
         try:
             await_serving(
@@ -169,16 +157,13 @@ def serve_process(
                 _PROBE_PATH,
                 start_timeout,
                 lambda: process.poll() is None,
-                details,
+                output.details,
                 need_body=True,
             )
             yield server
         finally:
-            try:
-                # uvicorn re-raises the SIGTERM after a graceful shutdown.
-                clean = {0, -signal.SIGTERM} if kind == "uvicorn" else {0}
-                stop_process_group(
-                    process, kind, stop_timeout, details, clean_exits=clean
-                )
-            finally:
-                final_output.append(read_output())
+            # uvicorn re-raises the SIGTERM after a graceful shutdown.
+            clean = {0, -signal.SIGTERM} if kind == "uvicorn" else {0}
+            stop_process_group(
+                process, kind, stop_timeout, output.details, clean_exits=clean
+            )
