@@ -10,7 +10,7 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 #: Distributions whose versions a report names.
@@ -53,10 +53,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def versions() -> dict[str, str]:
-    """The installed version of each package in ``PACKAGES`` (absent: none)."""
+def versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
+    """The installed version of each of *packages* (absent: none)."""
     found: dict[str, str] = {}
-    for name in PACKAGES:
+    for name in packages:
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

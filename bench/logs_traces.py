@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import json
 import os
 import platform
@@ -316,13 +315,10 @@ def report(rows: dict[str, float], libraries: list[str]) -> list[str]:
 
 def versions() -> dict[str, str]:
     """Python's and the measured libraries' versions."""
-    found = {platform.python_implementation(): platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found
+    from _machine import versions as installed
+
+    python = {platform.python_implementation(): platform.python_version()}
+    return {**python, **installed(PACKAGES)}
 
 
 def main(argv: list[str]) -> int:
