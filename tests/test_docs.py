@@ -1,6 +1,6 @@
 """The documentation's code runs and its links resolve.
 
-Every block fenced as ```python in README.md and docs/*.md is a complete program:
+Every block fenced as ```python in README.md and docs/**/*.md is a complete program:
 it runs in a fresh interpreter, with warnings as errors, and must exit cleanly.
 Fragments that cannot run on their own (shell commands, a file of a larger
 project) use another fence language, such as ```console or ```text.
@@ -9,8 +9,12 @@ project) use another fence language, such as ```console or ```text.
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import importlib
+import importlib.util
 import itertools
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -21,7 +25,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SNIPPET_TIMEOUT = 60
 
 # [text](target) or [text](target "title"), the text possibly spanning lines.
@@ -29,6 +33,9 @@ _LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 # A code span: a run of backticks, then anything up to a run of the same length.
 _CODE_SPAN = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)", re.DOTALL)
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+# The project's addresses, as pyproject.toml's [project.urls] and mkdocs.yml give them.
+REPOSITORY = "https://github.com/correlation-toolkit/correlation-toolkit"
+SITE = "https://correlation-toolkit.github.io/correlation-toolkit/"
 
 
 @dataclass(frozen=True)
@@ -102,12 +109,18 @@ def _slug(heading: str, seen: dict[str, int]) -> str:
 
 
 def _anchors(path: Path) -> set[str]:
+    """Headings' anchors, and the objects an API page documents (``::: name``).
+
+    mkdocstrings gives each documented object its dotted path as anchor.
+    """
     seen: dict[str, int] = {}
-    return {
-        _slug(match[1], seen)
-        for _, line in _split(path)[1]
-        if (match := re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line))
-    }
+    anchors: set[str] = set()
+    for _, line in _split(path)[1]:
+        if match := re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line):
+            anchors.add(_slug(match[1], seen))
+        elif match := re.match(r":::\s+(\S+)", line):
+            anchors.add(match[1])
+    return anchors
 
 
 def _links(path: Path) -> list[tuple[int, str]]:
@@ -151,28 +164,117 @@ def test_python_block_runs(block: _Block, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr, f"{where} printed:\n{result.stderr}"
 
 
+def _local(path: Path, target: str) -> Path | None:
+    """Return the checkout's file or folder a link names, or None for the web.
+
+    A relative link names a file beside ``path``. The project's own addresses
+    name files here too, so the links that must be absolute (on the package's
+    index page, or from the site to a file outside ``docs/``) are checked all
+    the same: ``REPOSITORY/blob/main/<path>`` and ``REPOSITORY/tree/main/<path>``
+    name ``<path>``, and ``SITE/<page>/`` names ``docs/<page>.md`` or
+    ``docs/<page>/index.md``.
+    """
+    file_part = target.partition("#")[0]
+    for prefix in (f"{REPOSITORY}/blob/main/", f"{REPOSITORY}/tree/main/"):
+        if file_part.startswith(prefix):
+            return ROOT / file_part.removeprefix(prefix)
+    if file_part.startswith(SITE):
+        page = file_part.removeprefix(SITE).strip("/")
+        if not page:
+            return ROOT / "docs" / "index.md"
+        as_file = ROOT / "docs" / f"{page}.md"
+        return as_file if as_file.is_file() else ROOT / "docs" / page / "index.md"
+    if _SCHEME.match(target):
+        return None
+    return (path.parent / file_part).resolve() if file_part else path
+
+
 @pytest.mark.parametrize("path", DOC_FILES, ids=_relative)
-def test_relative_links_resolve(path: Path) -> None:
-    """Every relative link names an existing file, and its anchor a heading."""
+def test_links_resolve(path: Path) -> None:
+    """Every link into the project names an existing file, and its anchor a heading."""
     broken: list[str] = []
     for number, target in _links(path):
-        if _SCHEME.match(target):
+        linked = _local(path, target)
+        if linked is None:
             continue
-        file_part, _, anchor = target.partition("#")
-        linked = (path.parent / file_part).resolve() if file_part else path
-        if not linked.is_file():
+        anchor = target.partition("#")[2]
+        if not linked.exists():
             broken.append(f"line {number}: {target} (no such file)")
         elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
             broken.append(f"line {number}: {target} (no such heading)")
     assert not broken, f"{_relative(path)}: broken links:\n" + "\n".join(broken)
 
 
-def test_readme_opens_with_the_two_commands() -> None:
-    """The README starts with the demo and test commands, before anything else."""
+def test_readme_gives_the_contributor_commands() -> None:
+    """The README's Contributing section opens with demo, test and docs commands.
+
+    The README is also the package's page on the index, so it opens with what
+    the toolkit is for a user; a contributor finds the commands under its own
+    heading.
+    """
     blocks, prose = _split(ROOT / "README.md")
-    first = blocks[0]
-    text_before = [line for number, line in prose if number < first.line]
-    assert text_before[0].startswith("# ")
-    assert len([line for line in text_before[1:] if line.strip()]) <= 1
+    (heading,) = [number for number, line in prose if line == "## Contributing"]
+    first = next(block for block in blocks if block.line > heading)
     commands = [line.split("#")[0].strip() for line in first.code.splitlines()]
-    assert commands == ["python dev.py demo", "python dev.py test"]
+    assert commands == [
+        "python dev.py demo",
+        "python dev.py test",
+        "python dev.py docs",
+    ]
+
+
+def test_readme_links_work_from_the_package_index() -> None:
+    """The README's links are absolute: on the index page, relative ones break."""
+    relative = [
+        f"line {number}: {target}"
+        for number, target in _links(ROOT / "README.md")
+        if not _SCHEME.match(target)
+    ]
+    assert not relative
+
+
+def _public_modules() -> list[str]:
+    """Every public module of both packages: no part of its name starts with _."""
+    import adapters
+    import correlation
+
+    return [
+        "correlation",
+        *(
+            info.name
+            for package in (correlation, adapters)
+            for info in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")
+            if not info.name.rpartition(".")[2].startswith("_")
+        ),
+    ]
+
+
+def test_api_reference_covers_the_public_api() -> None:
+    """The reference's page-by-page list is exactly the public API.
+
+    The docs build (``python dev.py docs``) fails when a page of that list
+    renders without one of its names; this test fails when a public name (a
+    module's ``__all__``, a ``Config`` field) is missing from the list, or the
+    list names something that is not public.
+    """
+    from correlation import Config
+
+    spec = importlib.util.spec_from_file_location(
+        "api_names", ROOT / "docs" / "_hooks" / "api_names.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    listed = [name for names in hook.PAGES.values() for name in names]
+    public = [
+        f"{module}.{name}"
+        for module in _public_modules()
+        for name in importlib.import_module(module).__all__
+    ]
+    fields = [
+        f"correlation.Config.{field.name}" for field in dataclasses.fields(Config)
+    ]
+    assert len(listed) == len(set(listed))
+    assert set(listed) == {*public, *fields}
+    assert len(public) > 20
