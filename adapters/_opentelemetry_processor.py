@@ -29,8 +29,6 @@ class RequestIdSpanProcessor(SpanProcessor):
     Raises:
         TypeError: *attribute* is not a ``str``.
         ValueError: *attribute* is empty.
-
-    .. versionadded:: 0.1
     """
 
     def __init__(self, *, attribute: str = "request_id") -> None:

@@ -25,8 +25,6 @@ class RequestIdAdapter(HTTPAdapter):
     subdomains, ``"*"`` any). A header the caller set is never touched. Other
     keyword arguments (``max_retries``, ``pool_maxsize``, ...) go to
     ``HTTPAdapter``. A bad ``header_name`` or ``hosts`` raises here.
-
-    .. versionadded:: 0.1
     """
 
     #: What HTTPAdapter pickles, and the rules. A plain list, as HTTPAdapter

@@ -41,8 +41,6 @@ class RequestIdClientMiddleware:
     every host; ``"api.internal"`` exactly, ``".internal"`` the domain and its
     subdomains, ``"*"`` any). A header the caller set is never touched. A bad
     ``header_name`` or ``hosts`` raises here.
-
-    .. versionadded:: 0.1
     """
 
     __slots__ = ("_outbound",)

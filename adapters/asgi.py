@@ -57,8 +57,6 @@ class RequestIdMiddleware:
     Args:
         app: The ASGI application to wrap.
         config: The header configuration; ``None`` means ``Config()``.
-
-    .. versionadded:: 0.1
     """
 
     def __init__(self, app: WrappedApp, *, config: Config | None = None) -> None:

@@ -169,8 +169,6 @@ def connect(
         TypeError: *header_key* is not a ``str`` or *config* not a ``Config``.
         ValueError: *header_key* is empty, too long, holds other characters,
             or is one of Celery's own names.
-
-    .. versionadded:: 0.1
     """
     global _settings
     key = _checked_header_key(header_key)
@@ -190,8 +188,6 @@ def disconnect() -> None:
 
     Call it between tasks: a task running when it is called keeps its id in
     its thread until that thread's next task ends.
-
-    .. versionadded:: 0.1
     """
     global _settings
     from celery import signals

@@ -47,8 +47,6 @@ class RequestIdMiddleware:
     adapters; ``request.META`` and ``request.headers`` show the final id, and
     the response carries it once (a header the view set itself is kept).
     Afterwards the caller's context holds no id.
-
-    .. versionadded:: 0.1
     """
 
     sync_capable = True

@@ -82,8 +82,6 @@ class RequestIdHook:
     ``".internal"`` the domain and its subdomains, ``"*"`` any). A header the
     caller set is never touched. A bad ``header_name`` or ``hosts`` raises
     here.
-
-    .. versionadded:: 0.1
     """
 
     __slots__ = ("_outbound",)
@@ -139,8 +137,6 @@ def propagate(
     replaced, so calling it again changes the settings instead of sending the
     header twice. The hook runs after the client's other request hooks, so a
     header one of them sets is the caller's own.
-
-    .. versionadded:: 0.1
     """
     hook = RequestIdHook(header_name=header_name, hosts=hosts)
     hooks = getattr(client, "event_hooks", None)

@@ -45,8 +45,6 @@ def patcher(record: Record) -> None:
     one. A ``request_id`` the record already has (from
     ``logger.contextualize(request_id=...)``, ``logger.bind(...)`` or the log
     call's own keyword arguments) is kept.
-
-    .. versionadded:: 0.1
     """
     extra = record["extra"]
     if "request_id" not in extra:

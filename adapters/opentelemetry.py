@@ -80,8 +80,6 @@ def trace_id_or_new() -> str:
     id is that span's trace id as 32 lowercase hex digits, the form trace
     backends show, so a request id found in a log line is also the trace to
     open. Otherwise it is ``correlation.generate_id()``'s new random id.
-
-    .. versionadded:: 0.1
     """
     from opentelemetry.trace import get_current_span
 

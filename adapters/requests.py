@@ -73,8 +73,6 @@ def propagate(
     with other settings, changes only what this toolkit adds. Adapters mounted
     on longer prefixes (``https://api.example/``) are left alone and do not
     add the id.
-
-    .. versionadded:: 0.1
     """
     from requests.adapters import HTTPAdapter
 

@@ -70,8 +70,6 @@ def install(*, tag: str = "request_id") -> None:
         TypeError: *tag* is not a ``str``.
         ValueError: *tag* is empty, longer than 32 characters or holds other
             characters.
-
-    .. versionadded:: 0.1
     """
     global _tag
     if not isinstance(tag, str):

@@ -50,8 +50,6 @@ def add_request_id(
     ``request_id`` bound with ``log.bind(request_id=...)`` or passed to the
     log call is kept. Outside a unit of work the event is left as it is, so
     a renderer shows no key rather than a placeholder.
-
-    .. versionadded:: 0.1
     """
     if "request_id" not in event_dict:
         request_id = _context.get_request_id()

@@ -68,8 +68,6 @@ class RequestIdMiddleware:
     Args:
         app: The WSGI application to wrap.
         config: The header configuration; ``None`` means ``Config()``.
-
-    .. versionadded:: 0.1
     """
 
     def __init__(self, app: WSGIApplication, *, config: Config | None = None) -> None:

@@ -33,7 +33,7 @@ class bound_request_id:
     RFC 9110 list, then checked against the hard floor and
     ``config.validator``. A rejected or absent value, or any value when
     ``config.trust_incoming`` is ``False``, is replaced by
-    ``config.generator()``'s id. A rejected value is logged nowhere::
+    ``config.generator()``'s id. A rejected value is logged nowhere:
 
         with bound_request_id(message.headers.get("x-request-id")) as request_id:
             handle(message)
@@ -63,8 +63,6 @@ class bound_request_id:
             *config* is not a ``Config``, or (decorating) the function is a
             generator or async generator function, or not callable.
         RuntimeError: The same object is entered again while it is entered.
-
-    .. versionadded:: 0.1
     """
 
     __slots__ = ("_binding", "_config", "_incoming")

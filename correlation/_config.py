@@ -142,8 +142,6 @@ class Config(_Precomputed):
             as ``sources.traceparent()``). Each candidate goes through the
             hard floor, the validator and the transformer; the response and
             the rewritten request header use ``header_name`` only.
-
-    .. versionadded:: 0.1
     """
 
     header_name: str = "X-Request-ID"

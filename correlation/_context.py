@@ -92,8 +92,6 @@ def get_request_id() -> str | None:
     adapter, threads the framework runs sync code in, streamed bodies, and
     tasks the request spawned while it is still in flight. Once the response
     has ended it returns ``None`` everywhere, never a stale id.
-
-    .. versionadded:: 0.1
     """
     binding = _BINDING.get()
     return None if binding is None else binding.request_id

@@ -19,7 +19,7 @@ class RequestIdFilter(logging.Filter):
     The value is the current request id, or *default* outside a unit of work.
     A value the caller passed with ``extra={"request_id": ...}`` is kept.
     Attach it to a handler (not a logger) so records from every logger get
-    the attribute::
+    the attribute:
 
         handler.addFilter(RequestIdFilter())
         handler.setFormatter(logging.Formatter("%(request_id)s %(message)s"))
@@ -31,8 +31,6 @@ class RequestIdFilter(logging.Filter):
 
     Raises:
         TypeError: *default* is neither a ``str`` nor ``None``.
-
-    .. versionadded:: 0.1
     """
 
     def __init__(self, *, default: str | None = "-") -> None:

@@ -45,8 +45,6 @@ class Source:
             as ``Config.header_name``.
         parse: Called with the header's joined value (see the module's
             docstring); returns the candidate id, or ``None`` for none.
-
-    .. versionadded:: 0.1
     """
 
     name: str

@@ -55,8 +55,6 @@ def carry(fn: Callable[_P, _R], /) -> Callable[_P, _R]:
     Raises:
         TypeError: *fn* is not callable, or is a coroutine, generator or async
             generator function (the call would return before the work runs).
-
-    .. versionadded:: 0.1
     """
     _bound.check_plain_function(fn, "carry()")
     if _bound.is_coroutine_function(fn):
@@ -106,11 +104,9 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     ``carry`` does, from the moment it is submitted; like the standard
     library's executor it takes any callable. Set it as an event loop's
     default executor
-    so that ``loop.run_in_executor(None, fn)`` carries too::
+    so that ``loop.run_in_executor(None, fn)`` carries too:
 
         loop.set_default_executor(ThreadPoolExecutor())
-
-    .. versionadded:: 0.1
     """
 
     def submit(
@@ -127,8 +123,6 @@ class Thread(threading.Thread):
     into the thread, as ``carry`` does, whether the work is a ``target`` or a
     subclass's own ``run``, and the same on every supported Python whatever
     ``sys.flags.thread_inherit_context`` says.
-
-    .. versionadded:: 0.1
     """
 
     def start(self) -> None:
