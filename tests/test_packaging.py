@@ -93,6 +93,29 @@ def test_wheel_metadata(wheel: zipfile.ZipFile) -> None:
     assert "Typing :: Typed" in (meta.get_all("Classifier") or [])
 
 
+def test_wheel_names_the_project_addresses(wheel: zipfile.ZipFile) -> None:
+    """The index page links to the site, the source and the issues.
+
+    The README is the package's description there, so its links are absolute
+    (test_docs checks that); the same addresses are the site's in mkdocs.yml.
+    """
+    urls = dict(
+        entry.split(", ", 1) for entry in _metadata(wheel).get_all("Project-URL") or []
+    )
+    repository = "https://github.com/correlation-toolkit/correlation-toolkit"
+    site = "https://correlation-toolkit.github.io/correlation-toolkit/"
+    assert urls == {
+        "Homepage": repository,
+        "Documentation": site,
+        "Source": repository,
+        "Issues": f"{repository}/issues",
+        "Changelog": f"{site}changelog/",
+    }
+    mkdocs = (ROOT / "mkdocs.yml").read_text(encoding="utf-8").splitlines()
+    assert f"site_url: {site}" in mkdocs
+    assert f"repo_url: {repository}" in mkdocs
+
+
 def test_tests_run_against_the_installed_wheel() -> None:
     """Under dev.py the packages come from site-packages, never from the checkout."""
     if "CORRELATION_TOOLKIT_WHEEL" not in os.environ:
