@@ -1,9 +1,10 @@
 """The documentation's code runs and its links resolve.
 
-Every block fenced as ```python in README.md and docs/**/*.md is a complete program:
-it runs in a fresh interpreter, with warnings as errors, and must exit cleanly.
-Fragments that cannot run on their own (shell commands, a file of a larger
-project) use another fence language, such as ```console or ```text.
+Every block fenced as ```python in README.md, docs/**/*.md and examples/**/*.md
+is a complete program: it runs in a fresh interpreter, with warnings as errors,
+and must exit cleanly. Fragments that cannot run on their own (shell commands, a
+file of a larger project) use another fence language, such as ```console or
+```text.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+DOC_FILES = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").rglob("*.md")),
+    *sorted((ROOT / "examples").rglob("*.md")),
+]
 SNIPPET_TIMEOUT = 60
 
 # [text](target) or [text](target "title"), the text possibly spanning lines.
