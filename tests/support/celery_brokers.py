@@ -314,7 +314,7 @@ class Runners:
         self._in_process: tuple[tuple[str, str], ExitStack] | None = None
         # Closed last: the brokers outlive every worker.
         self._broker_stack = stack.enter_context(ExitStack())
-        stack.callback(self._stop_in_process)
+        stack.callback(self.stop_in_process)
 
     def get(self, broker: str, mode: str) -> Runner:
         key = (broker, mode)
@@ -330,7 +330,11 @@ class Runners:
             self._brokers[name] = broker
         return self._brokers[name]
 
-    def _stop_in_process(self) -> None:
+    def stop_in_process(self) -> None:
+        """Stop the in-process worker, if one runs; a later ``get`` starts it again.
+
+        For a test that runs a ``start_worker`` of its own: only one runs at a time.
+        """
         if self._in_process is not None:
             key, worker = self._in_process
             self._in_process = None
@@ -344,7 +348,7 @@ class Runners:
         app = build_app(config)
         self._stack.callback(_close_app, app)
         if mode == "in-process":
-            self._stop_in_process()
+            self.stop_in_process()
             worker = ExitStack()
             worker.enter_context(
                 start_worker(

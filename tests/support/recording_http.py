@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from servers import Running, _serve_in_thread
+from servers import Running, serve_in_thread
 
 #: How long the proxy waits for the host it forwards to.
 _FORWARD_TIMEOUT = 5.0
@@ -190,17 +190,7 @@ def serve_recorder(host: str = "127.0.0.1") -> Iterator[Recorder]:
     The start-up probe's request is not among the recorded ones.
     """
     server = _RecordingServer(host)
-    serving = contextmanager(_serve_in_thread)(
-        f"recorder-{host}",
-        server,
-        int(server.server_address[1]),
-        probe_path="/ok",
-        start_timeout=10.0,
-        stop_timeout=10.0,
-        log=lambda: "",
-        request_threads=list,
-        host=host,
-    )
+    serving = serve_in_thread(f"recorder-{host}", server, probe_path="/ok")
     with serving as running:
         server.clear()
         yield Recorder(running, server)

@@ -13,6 +13,8 @@ a real server for the length of a ``with`` block:
   threaded=True)``) in a background thread, one thread per connection;
 - ``serve_wsgiref``: the standard library's single-threaded ``wsgiref``
   server in a background thread.
+- ``serve_in_thread``: a socketserver a test builds itself (a stand-in for
+  a service, e.g. ``sentry_host``) in a background thread.
 
 Each yields a ``Running``, the suite's one handle on a running server (the
 ASGI matrix's ``asgi_servers`` and the soak's ``soak_servers`` yield it too):
@@ -70,11 +72,13 @@ __all__ = [
     "answers_http",
     "await_serving",
     "free_port",
+    "gunicorn_options",
     "handed_socket",
     "http_implementations",
     "kept_alive",
     "listening_socket",
     "serve_gunicorn",
+    "serve_in_thread",
     "serve_uvicorn",
     "serve_waitress",
     "serve_werkzeug",
@@ -394,9 +398,14 @@ def serve_waitress(
                 )
 
 
-def _gunicorn_version() -> tuple[int, ...]:
+def gunicorn_options() -> list[str]:
+    """The options every gunicorn a test starts needs, for the version installed.
+
+    ``--no-control-socket`` from gunicorn 25.1 on: otherwise each server
+    creates ``~/.gunicorn/gunicorn.ctl``.
+    """
     gunicorn = importlib.import_module("gunicorn")
-    return tuple(gunicorn.version_info)
+    return ["--no-control-socket"] if tuple(gunicorn.version_info) >= (25, 1) else []
 
 
 @contextmanager
@@ -443,9 +452,7 @@ def serve_gunicorn(
     ]
     if worker == "gthread":
         options += ["--threads", str(threads), "--keep-alive", str(IDLE_TIMEOUT)]
-    if _gunicorn_version() >= (25, 1):
-        # Otherwise each server creates ~/.gunicorn/gunicorn.ctl.
-        options.append("--no-control-socket")
+    options += gunicorn_options()
     environment = subprocess_environment([str(_SUPPORT_DIR), str(_PROJECT_ROOT)], env)
     name = f"gunicorn ({worker})"
 
@@ -683,6 +690,37 @@ def _serve_in_thread(
             raise RuntimeError(
                 f"{name}'s request threads still run {stop_timeout} s after it stopped"
             ) from None
+
+
+@contextmanager
+def serve_in_thread(
+    name: str,
+    server: socketserver.TCPServer,
+    *,
+    probe_path: str = "/",
+    start_timeout: float = 10.0,
+    stop_timeout: float = 10.0,
+    log: Callable[[], str] = lambda: "",
+) -> Iterator[Running]:
+    """Serve with *server*, a socketserver bound to a port, in a thread of its own.
+
+    For a small HTTP server a test writes (an ``http.server.HTTPServer`` with
+    its own handler class) to stand in for a service. Yields once ``GET
+    probe_path`` gets any answer; on exit the server must stop within
+    *stop_timeout* seconds, or ``RuntimeError`` is raised.
+    """
+    host, port = server.socket.getsockname()[:2]
+    yield from _serve_in_thread(
+        name,
+        server,
+        int(port),
+        probe_path=probe_path,
+        start_timeout=start_timeout,
+        stop_timeout=stop_timeout,
+        log=log,
+        request_threads=list,
+        host=str(host),
+    )
 
 
 class _QuietWsgirefHandler(_WsgirefHandler):
