@@ -41,10 +41,10 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from celery_app import CONFIG_VARIABLE, LIFETIME_VARIABLE, LOG_FORMAT, build_app
 from servers import (
+    await_started,
     start_in_session,
     stop_process_group,
     subprocess_environment,
-    wait_until,
 )
 
 import correlation
@@ -438,19 +438,13 @@ def worker_process(
 
         process = start_in_session(command, output, env=environment, cwd=_SUPPORT_DIR)
         try:
-            try:
-                wait_until(
-                    lambda: (
-                        process.poll() is not None
-                        or any(line.endswith(" ready.") for line in lines())
-                    ),
-                    timeout=start_timeout,
-                    what=f"the {pool} worker's start",
-                )
-            except TimeoutError as exc:
-                raise RuntimeError(f"{exc}{details()}") from None
-            if process.poll() is not None:
-                raise RuntimeError(f"the {pool} worker exited at start{details()}")
+            await_started(
+                f"the {pool} worker",
+                lambda: any(line.endswith(" ready.") for line in lines()),
+                lambda: process.poll() is None,
+                start_timeout,
+                details,
+            )
             yield lines
         finally:
             stop_process_group(process, f"the {pool} worker", stop_timeout, details)

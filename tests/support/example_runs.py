@@ -36,12 +36,12 @@ from servers import (
     ProcessOutput,
     Running,
     answers_http,
+    await_started,
     free_port,
     gunicorn_options,
     start_in_session,
     stop_process_group,
     subprocess_environment,
-    wait_until,
 )
 
 __all__ = [
@@ -183,16 +183,13 @@ def run_in_background(
             _executable(command), output.file, env=env, cwd=folder
         )
         try:
-            try:
-                wait_until(
-                    lambda: process.poll() is not None or ready(output.read()),
-                    timeout=START_TIMEOUT,
-                    what=f"the start of {what}",
-                )
-            except TimeoutError as error:
-                raise RuntimeError(f"{error}{output.details()}") from None
-            if process.poll() is not None:
-                raise RuntimeError(f"{what} exited at start{output.details()}")
+            await_started(
+                what,
+                lambda: ready(output.read()),
+                lambda: process.poll() is None,
+                START_TIMEOUT,
+                output.details,
+            )
             yield output.read
         finally:
             stop_process_group(

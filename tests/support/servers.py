@@ -274,6 +274,29 @@ def wait_until(
         time.sleep(_POLL_INTERVAL)
 
 
+def await_started(
+    what: str,
+    ready: Callable[[], bool],
+    alive: Callable[[], bool],
+    timeout: float,
+    details: Callable[[], str] = lambda: "",
+) -> None:
+    """Poll until *ready()*; fail fast if the process died, or at the deadline.
+
+    For a process that says it is ready in its output (a worker's log line)
+    rather than by answering HTTP (``await_serving``). *details* is appended to
+    the ``RuntimeError`` message, e.g. the process's output.
+    """
+    try:
+        wait_until(
+            lambda: not alive() or ready(), timeout=timeout, what=f"the start of {what}"
+        )
+    except TimeoutError as error:
+        raise RuntimeError(f"{error}{details()}") from None
+    if not alive():
+        raise RuntimeError(f"{what} exited at start{details()}")
+
+
 def answers_http(
     port: int,
     path: str,
