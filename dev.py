@@ -5,7 +5,8 @@
     python dev.py test     run the whole test suite against the built wheel
     python dev.py check    ruff check, ruff format --check, mypy --strict
     python dev.py docs     build the documentation site into site/, strictly
-                           (--serve: serve it on http://127.0.0.1:8000 instead)
+                           (--serve: serve it instead, on
+                           http://127.0.0.1:8000/correlation-toolkit/)
 
 Each task makes a fresh virtual environment under ``.venv/`` for the Python
 that runs this script, so ``python3.10 dev.py test`` and ``python3.13 dev.py
