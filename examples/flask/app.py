@@ -27,6 +27,7 @@ logging.config.dictConfig(
 )
 
 app = Flask(__name__)
+# mypy refuses assignment to a method unless told; Flask documents this idiom.
 app.wsgi_app = RequestIdMiddleware(app.wsgi_app)  # type: ignore[method-assign]
 
 

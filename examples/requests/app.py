@@ -17,6 +17,8 @@ from correlation import get_request_id
 DOWNSTREAM_URL = os.environ.get("DOWNSTREAM_URL", "http://127.0.0.1:8000/echo")
 
 # propagate(..., hosts=["api.internal"]) would send the id to that host only.
+# Shared by waitress's threads. The default self-call to /echo holds a second
+# thread per request, so point DOWNSTREAM_URL at a real service under load.
 session = propagate(requests.Session())
 app = Flask(__name__)
 # mypy refuses assignment to a method unless told; Flask documents this idiom.
