@@ -77,11 +77,6 @@ def in_readme(example: str, command: list[str]) -> bool:
     return command in [given.words for given in readme_commands(example)]
 
 
-def hostile_value(row: Hostile) -> str:
-    """*row* as one string: what a server or an environment variable holds."""
-    return row.joined()
-
-
 # --- HTTP examples ---------------------------------------------------------------
 
 
@@ -259,7 +254,7 @@ def test_the_cli_job_without_an_id_generates_one_for_the_whole_run(
 @pytest.mark.parametrize("row", hostile_params(plain_http=True))
 def test_the_cli_job_replaces_a_hostile_id(row: Hostile, tmp_path: Path) -> None:
     """A hostile REQUEST_ID is replaced by one generated id, and shown nowhere."""
-    output = run_cli(copy_example("cli", tmp_path), hostile_value(row))
+    output = run_cli(copy_example("cli", tmp_path), row.joined())
     (request_id,) = set(cli_ids(output).values())
     assert HEX32.fullmatch(request_id)
     assert MARKER not in output
@@ -345,7 +340,7 @@ def run_on_worker_process(broker_name: str, folder: Path, tmp_path: Path) -> Non
         ) as output:
             published = [
                 publish(folder, environment, VALID_ID),
-                publish(folder, environment, hostile_value(select()[0])),
+                publish(folder, environment, select()[0].joined()),
             ]
             assert published[0] == VALID_ID
             assert HEX32.fullmatch(published[1])
@@ -391,7 +386,7 @@ def run_in_process(
             capture_logs("tasks", level=logging.INFO) as task_log,
             start_worker(app, pool="solo", perform_ping_check=False, loglevel="INFO"),
         ):
-            for request_id in (VALID_ID, hostile_value(select()[0])):
+            for request_id in (VALID_ID, select()[0].joined()):
                 monkeypatch.setenv("REQUEST_ID", request_id)
                 publisher.main(42)
                 published.append(vars(publisher_log.records[-1])["request_id"])
