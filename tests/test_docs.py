@@ -38,9 +38,23 @@ _LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 # A code span: a run of backticks, then anything up to a run of the same length.
 _CODE_SPAN = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)", re.DOTALL)
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
-# The project's addresses, as pyproject.toml's [project.urls] and mkdocs.yml give them.
-REPOSITORY = "https://github.com/correlation-toolkit/correlation-toolkit"
-SITE = "https://correlation-toolkit.github.io/correlation-toolkit/"
+
+
+def _mkdocs_setting(key: str) -> str:
+    """A top-level ``key: value`` of mkdocs.yml.
+
+    test_packaging checks that the addresses there are the wheel's.
+    """
+    lines = (ROOT / "mkdocs.yml").read_text(encoding="utf-8").splitlines()
+    (value,) = [
+        line.removeprefix(f"{key}: ") for line in lines if line.startswith(f"{key}: ")
+    ]
+    return value
+
+
+# The project's addresses: links to them are checked against the checkout.
+REPOSITORY = _mkdocs_setting("repo_url")
+SITE = _mkdocs_setting("site_url")
 
 
 @dataclass(frozen=True)
