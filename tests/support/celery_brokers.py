@@ -30,7 +30,6 @@ import json
 import os
 import secrets
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from celery_app import CONFIG_VARIABLE, LIFETIME_VARIABLE, LOG_FORMAT, build_app
 from servers import (
+    ProcessOutput,
     await_started,
     start_in_session,
     stop_process_group,
@@ -429,14 +429,14 @@ def worker_process(
         except FileNotFoundError:
             return []
 
-    with tempfile.NamedTemporaryFile(prefix=f"celery-{pool}-") as output:
+    with ProcessOutput(prefix=f"celery-{pool}-") as output:
 
         def details() -> str:
-            with open(output.name, "rb") as file:
-                printed = file.read().decode("utf-8", "replace")
-            return f"; its output:\n{printed}\nits log:\n" + "\n".join(lines())
+            return f"{output.details()}\nits log:\n" + "\n".join(lines())
 
-        process = start_in_session(command, output, env=environment, cwd=_SUPPORT_DIR)
+        process = start_in_session(
+            command, output.file, env=environment, cwd=_SUPPORT_DIR
+        )
         try:
             await_started(
                 f"the {pool} worker",
